@@ -1,0 +1,42 @@
+"""The ``wilddet`` command line (typer). Each sub-command lives in ``wilddet.commands.<name>``;
+this module only wires them and turns ``InputError`` into one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from wilddet.errors import InputError
+
+app = typer.Typer(
+    help="wilddet: long-tailed, multi-label object detection on Open Images-style data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+experiment_app = typer.Typer(help="Reproduce the paper's ablation studies.", no_args_is_help=True)
+
+
+def _register() -> None:
+    # Explicit composition: one import and one line per command (no registry).
+    from wilddet.commands import synth
+    app.command("synth")(synth.synth)
+    # -- more commands are registered below this line --
+
+
+_register()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        app()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
