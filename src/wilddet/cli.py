@@ -16,6 +16,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """wilddet: long-tailed, multi-label object detection on Open Images-style data."""
+
+
 experiment_app = typer.Typer(help="Reproduce the paper's ablation studies.", no_args_is_help=True)
 
 
