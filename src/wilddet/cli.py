@@ -31,6 +31,8 @@ def _register() -> None:
     from wilddet.commands import synth
     app.command("synth")(synth.synth)
     # -- more commands are registered below this line --
+    from wilddet.commands import sampling_stats
+    app.command("sampling-stats")(sampling_stats.sampling_stats)
 
 
 _register()
