@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -54,21 +55,24 @@ def build_sampler(kind: SamplerKind, index: ClassImageIndex, *, lam: float,
             return RepeatFactorSampler(index, repeat_threshold, seed=seed)
 
 
+_Opt = typer.Option
+
+
 def sampling_stats(
-    boxes: Path = typer.Option(..., "--boxes", help="Ground-truth boxes CSV (13- or 7-column)."),
-    classes: Path = typer.Option(..., "--classes", help="Class descriptions CSV."),
-    sampler: SamplerKind = typer.Option(..., "--sampler", help="Which sampler to measure."),
-    lam: float = typer.Option(0.5, "--lam", help="Soft-balance exponent λ: P(c) ∝ N_c^λ."),
-    repeat_threshold: float = typer.Option(0.001, "--repeat-threshold", min=0.0,
-                                           help="Repeat-factor threshold t (LVIS)."),
-    num_samples: int = typer.Option(100_000, "--num-samples", min=1,
-                                    help="Images to draw for the realized shares."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Sampler seed."),
-    out: Path = typer.Option(..., "--out", help="Output STATS.csv."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also write a log-log PNG plot."),
-    hierarchy: Path | None = typer.Option(None, "--hierarchy",
-                                          help="Count hierarchy-expanded labels for N_c "
-                                               "(class hierarchy JSON); default: raw box labels."),
+    boxes: Annotated[Path, _Opt("--boxes", help="Ground-truth boxes CSV (13- or 7-column).")],
+    classes: Annotated[Path, _Opt("--classes", help="Class descriptions CSV.")],
+    sampler: Annotated[SamplerKind, _Opt("--sampler", help="Which sampler to measure.")],
+    out: Annotated[Path, _Opt("--out", help="Output STATS.csv.")],
+    lam: Annotated[float, _Opt("--lam", help="Soft-balance λ: P(c) ∝ N_c^λ.")] = 0.5,
+    repeat_threshold: Annotated[float, _Opt("--repeat-threshold", min=0.0,
+                                            help="Repeat-factor threshold t (LVIS).")] = 0.001,
+    num_samples: Annotated[int, _Opt("--num-samples", min=1,
+                                     help="Images drawn for the realized shares.")] = 100_000,
+    seed: Annotated[int, _Opt("--seed", min=0, help="Sampler seed.")] = 0,
+    plot: Annotated[Path | None, _Opt("--plot", help="Also write a log-log PNG plot.")] = None,
+    hierarchy: Annotated[Path | None, _Opt("--hierarchy", help="Class hierarchy JSON: count "
+                                           "hierarchy-expanded labels for N_c (default: raw "
+                                           "box labels).")] = None,
 ) -> None:
     """Expected (formula) and realized (drawn) share of images containing each class under a
     sampler, to see how much the tail is boosted."""
@@ -87,13 +91,12 @@ def sampling_stats(
     realized = index.class_share(np.bincount(drawn, minlength=index.num_images)) / num_samples
     n_c = index.images_per_class
 
-    with atomic_path(out) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(STATS_COLUMNS)
-            for c in range(len(class_list)):
-                writer.writerow([class_list.labels[c], class_list.names[c], int(n_c[c]),
-                                 f"{expected[c]:.8g}", f"{realized[c]:.8g}"])
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(STATS_COLUMNS)
+        for c in range(len(class_list)):
+            writer.writerow([class_list.labels[c], class_list.names[c], int(n_c[c]),
+                             f"{expected[c]:.8g}", f"{realized[c]:.8g}"])
     if plot is not None:
         from wilddet.reports.plots_sampling import plot_class_shares
 

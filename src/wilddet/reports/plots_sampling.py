@@ -10,10 +10,10 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from wilddet.fileio import atomic_path  # noqa: E402
+from wilddet.fileio import atomic_path
 
 
 def plot_class_shares(path: str | os.PathLike, class_frequency: np.ndarray,
@@ -28,10 +28,11 @@ def plot_class_shares(path: str | os.PathLike, class_frequency: np.ndarray,
     if shown.any():
         lo, hi = freq[shown].min(), freq[shown].max()
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, ls="--", label="data frequency (no boost)")
-    for values, style, label in ((expected_share, dict(marker="o", s=22, facecolors="none",
-                                                       edgecolors="C0"), "expected"),
-                                 (realized_share, dict(marker="x", s=14, color="C1"),
-                                  f"realized ({num_samples} draws)")):
+    series = ((expected_share, {"marker": "o", "s": 22, "facecolors": "none", "edgecolors": "C0"},
+               "expected"),
+              (realized_share, {"marker": "x", "s": 14, "color": "C1"},
+               f"realized ({num_samples} draws)"))
+    for values, style, label in series:
         v = np.asarray(values, dtype=np.float64)
         keep = shown & (v > 0)
         ax.scatter(freq[keep], v[keep], label=label, **style)

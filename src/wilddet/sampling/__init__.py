@@ -36,9 +36,22 @@ from wilddet.sampling.schedule import (
 )
 
 __all__ = [
-    "ClassImageIndex", "class_probabilities", "expected_class_share",
-    "non_balance_image_probabilities", "repeat_factor_image_probabilities", "repeat_factors",
-    "soft_balance_image_probabilities", "ClassAwareSampler", "IndexSampler", "NonBalanceSampler",
-    "RepeatFactorSampler", "SoftBalanceSampler", "HybridSchedule", "ScheduleBatchSampler",
-    "Segment", "default_hybrid_schedule", "mixed_segment", "segment",
+    "ClassAwareSampler",
+    "ClassImageIndex",
+    "HybridSchedule",
+    "IndexSampler",
+    "NonBalanceSampler",
+    "RepeatFactorSampler",
+    "ScheduleBatchSampler",
+    "Segment",
+    "SoftBalanceSampler",
+    "class_probabilities",
+    "default_hybrid_schedule",
+    "expected_class_share",
+    "mixed_segment",
+    "non_balance_image_probabilities",
+    "repeat_factor_image_probabilities",
+    "repeat_factors",
+    "segment",
+    "soft_balance_image_probabilities",
 ]

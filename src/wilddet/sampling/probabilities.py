@@ -44,7 +44,7 @@ class ClassImageIndex:
 
     @classmethod
     def from_codes(cls, image_codes: np.ndarray, label_codes: np.ndarray, num_images: int,
-                   num_classes: int, hierarchy: Hierarchy | None = None) -> "ClassImageIndex":
+                   num_classes: int, hierarchy: Hierarchy | None = None) -> ClassImageIndex:
         """Build from a ``BoxTable``'s ``image_codes [N]`` and ``label_codes [N]`` (int codes).
 
         ``hierarchy``: count hierarchy-expanded labels (each box also counts for every ancestor of
@@ -101,8 +101,8 @@ class ClassImageIndex:
 
 
 def _unique_pairs(image_codes, label_codes, num_classes):
-    """Sorted unique (image, class) pairs; a sort of int64 keys then a mask (np.unique is ~30x
-    slower here on numpy 2.x)."""
+    """Sorted unique (image, class) pairs: sort the int64 keys image*C+class, keep the first of
+    each run. (np.unique on the same 12M keys took ~30 s vs ~0.4 s for the sort, numpy 2.4.)"""
     key = image_codes.astype(np.int64) * max(num_classes, 1) + label_codes
     key.sort()
     keep = np.ones(len(key), dtype=bool)

@@ -302,17 +302,21 @@ class RepeatFactorSampler(IndexSampler):
     def epoch_length(self) -> int:
         return self.num_samples_per_epoch
 
-    def _draw(self, rng):
+    def round(self, rng: np.random.Generator) -> np.ndarray:
+        """One detectron2-style round (step 3): image k floor(r(k)) or ceil(r(k)) times,
+        shuffled. [~Σ r] int64."""
         r = self.repeat_factors
         whole = np.floor(r)
-        images = np.arange(self.index.num_images, dtype=np.int64)
+        copies = (whole + (rng.random(len(r)) < r - whole)).astype(np.int64)  # [I]
+        one_round = np.repeat(np.arange(self.index.num_images, dtype=np.int64), copies)
+        rng.shuffle(one_round)
+        return one_round
+
+    def _draw(self, rng):
         parts, total = [], 0
         while total < self.num_samples_per_epoch:  # r >= 1: every round has >= I items
-            copies = (whole + (rng.random(len(r)) < r - whole)).astype(np.int64)
-            one_round = np.repeat(images, copies)
-            rng.shuffle(one_round)
-            parts.append(one_round)
-            total += len(one_round)
+            parts.append(self.round(rng))
+            total += len(parts[-1])
         return np.concatenate(parts)[:self.num_samples_per_epoch]
 
     def image_probabilities(self):

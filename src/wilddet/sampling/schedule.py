@@ -210,8 +210,10 @@ def default_hybrid_schedule(index: ClassImageIndex, *, batch_size: int, max_iter
 
 class ScheduleBatchSampler(torch.utils.data.Sampler[list[int]]):
     """``DataLoader(batch_sampler=...)`` adapter: rank ``rank``'s batches for iterations
-    ``start_iteration`` .. max_iters-1 (``len`` = the count). ``iteration`` is the next iteration
-    to yield; resume by constructing with ``start_iteration`` = the checkpoint's iteration."""
+    ``start_iteration`` .. max_iters-1 (``len`` = the count). Resume by constructing with
+    ``start_iteration`` = the number of iterations the trainer completed. ``state_dict`` records
+    the next iteration this object would yield, which runs ahead of training when a DataLoader
+    prefetches, so a trainer should store its own iteration count instead."""
 
     def __init__(self, schedule: HybridSchedule, rank: int = 0, world_size: int | None = None,
                  start_iteration: int = 0):

@@ -24,6 +24,7 @@ thread, summed at the end.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -107,14 +108,16 @@ def count_confusion_pairs(boxes_norm: np.ndarray, label_codes: np.ndarray,
                           iou_threshold: float = 0.9, *, rule: CountingRule = "box-pairs",
                           keep: np.ndarray | None = None,
                           grouping: tuple[np.ndarray, np.ndarray] | None = None,
-                          num_blocks: int = 64,
+                          num_blocks: int | None = None,
                           progress: Callable[[int], None] | None = None) -> np.ndarray:
     """confusion_boxes [C, C] int64 (see the module docstring), zero diagonal.
 
     boxes_norm [N, 4] (xmin, ymin, xmax, ymax) normalized; label_codes [N] 0..C-1;
     image_codes [N] 0..I-1. ``keep`` [N] bool drops rows (e.g. ``~is_group_of``).
     ``grouping``: a precomputed ``rows_by_image(image_codes, num_images)`` to reuse.
-    ``progress(num_images_done)`` is called after each of ``num_blocks`` blocks of images.
+    ``progress(num_images_done)`` is called after each of ``num_blocks`` blocks of images
+    (default: about one block per 2M box pairs to test, at most 100; each block is one parallel
+    launch, so tiny blocks would only add thread wake-ups).
     """
     if rule not in COUNTING_RULES:
         raise ValueError(f"rule must be one of {COUNTING_RULES}, got {rule!r}")
@@ -130,13 +133,16 @@ def count_confusion_pairs(boxes_norm: np.ndarray, label_codes: np.ndarray,
 
     sizes = np.diff(offsets)  # [I]
     work_cum = np.zeros(num_images + 1, dtype=np.float64)
-    np.cumsum(sizes.astype(np.float64) * (sizes - 1) + 1.0, out=work_cum[1:])
+    # work per image: box pairs to test, plus a constant for the per-image overhead
+    np.cumsum(sizes.astype(np.float64) * (sizes - 1) / 2 + 4.0, out=work_cum[1:])
+    if num_blocks is None:
+        num_blocks = int(np.clip(work_cum[-1] // 2e6, 1, 100))
 
     threads = max(1, numba.get_num_threads())
     counts = np.zeros((threads, num_classes, num_classes), dtype=np.int64)  # [T, C, C]
     stamps = np.full((threads, num_classes), -1, dtype=np.int64)  # [T, C]
     block_bounds = _split_by_work(work_cum, 0, num_images, max(1, num_blocks))
-    for lo, hi in zip(block_bounds[:-1], block_bounds[1:]):
+    for lo, hi in itertools.pairwise(block_bounds):
         if hi > lo:
             bounds = _split_by_work(work_cum, int(lo), int(hi), threads)
             _count_parallel(boxes, labels, offsets, bounds, float(iou_threshold),

@@ -138,8 +138,9 @@ class MultiLabelSummary:
     boxes_with_ancestors: boxes whose class has >= 1 ancestor class (they gain labels);
     added_boxes: copies added by the expansion (Σ_c boxes[c] * |ancestors(c)|);
     labels_per_box [m+1] int64: labels_per_box[n] = boxes carrying n labels after expansion;
-    deepest: class codes [k] with the most ancestors (ties by more boxes, then code) and chains:
-    per class, its ancestors then itself, ordered from the top (fewest ancestors) down.
+    deepest: class codes [k] with the most ancestors (ties by more boxes, then code); chains: per
+    such class, its ancestors then itself, top first (fewest ancestors) - one root-to-class chain,
+    or the union of several when the class sits under more than one parent.
     """
 
     num_boxes: int
