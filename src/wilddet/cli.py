@@ -23,14 +23,25 @@ def _root() -> None:
     """wilddet: long-tailed, multi-label object detection on Open Images-style data."""
 
 
-experiment_app = typer.Typer(help="Reproduce the paper's ablation studies.", no_args_is_help=True)
-
-
 def _register() -> None:
     # Explicit composition: one import and one line per command (no registry).
     from wilddet.commands import synth
     app.command("synth")(synth.synth)
     # -- more commands are registered below this line --
+    from wilddet.commands import experiment
+    app.add_typer(experiment.app, name="experiment")
+    from wilddet.commands import train
+    app.command("train")(train.train)
+    from wilddet.commands import predict
+    app.command("predict")(predict.predict)
+    from wilddet.commands import demo
+    app.command("demo")(demo.demo)
+    from wilddet.commands import evaluate
+    app.command("evaluate")(evaluate.evaluate)
+    from wilddet.commands import compare
+    app.command("compare")(compare.compare)
+    from wilddet.commands import analyze
+    app.command("analyze")(analyze.analyze)
     from wilddet.commands import sampling_stats
     app.command("sampling-stats")(sampling_stats.sampling_stats)
 

@@ -234,12 +234,36 @@ def test_set_test_scores_and_argument_checks():
     set_test_scores(model, "sigmoid", rate=RATE_KK, tau=2.0)
     heads = model.roi_heads
     assert heads.test_scores == "sigmoid" and heads.tau == 2.0
-    torch.testing.assert_close(heads.rate, pad_rate_matrix(RATE_KK))
+    # the test-time matrix changes; the training loss keeps its own (zeros here)
+    torch.testing.assert_close(heads.test_rate, pad_rate_matrix(RATE_KK))
+    assert not heads.rate.any()
     # rate and ancestors never come from a checkpoint
-    assert not any(k.endswith((".rate", ".ancestors")) for k in model.state_dict())
+    assert not any(k.endswith((".rate", ".test_rate", ".ancestors"))
+                   for k in model.state_dict())
     with pytest.raises(ValueError, match="test_scores"):
         set_test_scores(model, "softmax2")
     with pytest.raises(ValueError, match="classifier_loss"):
         tiny_model(classifier_loss="focal")
     with pytest.raises(ValueError, match=r"\[K, K\]"):
         tiny_model(rate=np.zeros((4, 4)))
+
+
+def test_separate_test_rate_changes_scores_not_loss():
+    """A child<->parent pair at rate 1 only at test time: both keep high scores on one RoI, while
+    the training loss still uses the training rate."""
+    torch.manual_seed(0)
+    test_rate = np.zeros((3, 3), np.float32)
+    test_rate[0, 1] = test_rate[1, 0] = 1.0
+    model = tiny_model(classifier_loss="concurrent_softmax", test_scores="concurrent_softmax",
+                       test_rate=test_rate)
+    heads = model.roi_heads
+    assert not heads.rate.any()
+    logits = torch.tensor([[0.0, 8.0, 8.0, 0.0]])  # [R=1, K+1=4]: classes 1 and 2 both high
+    scores = heads.score_activation(logits)
+    e = math.exp
+    assert scores[0, 1].item() == pytest.approx(e(8) / (e(8) + 2), rel=1e-6)
+    assert scores[0, 2].item() == pytest.approx(e(8) / (e(8) + 2), rel=1e-6)
+    targets = torch.tensor([[False, True, False, False]])
+    loss = heads.classification_loss(logits, torch.tensor([1]), targets)
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, torch.tensor([1])).item(), rel=1e-6)

@@ -70,10 +70,21 @@ def load_rate_matrix(path_npz: str | os.PathLike, class_labels) -> np.ndarray:
     return np.minimum(rate, 1.0).astype(np.float32)
 
 
+def _padded(rate, num_classes: int, name: str) -> torch.Tensor | None:
+    """The analyzer's [K, K] matrix (numpy or tensor) -> padded [K+1, K+1] float32, or None."""
+    if rate is None:
+        return None
+    rate = torch.as_tensor(np.asarray(rate) if not isinstance(rate, torch.Tensor) else rate)
+    if tuple(rate.shape) != (num_classes, num_classes):
+        raise ValueError(f"{name} must be the analyzer's [K, K] = [{num_classes}, "
+                         f"{num_classes}] matrix, got {tuple(rate.shape)}")
+    return pad_rate_matrix(rate.float())
+
+
 def build_model(num_classes: int, *, backbone: str = "resnet18",
                 classifier_loss: str = "softmax", test_scores: str = "softmax",
                 rate=None, tau: float = 1.0, hierarchy: Hierarchy | None = None,
-                multi_hot: bool = True, multi_hot_iou: float = 0.9,
+                test_rate=None, multi_hot: bool = True, multi_hot_iou: float = 0.9,
                 class_agnostic_regression: bool = True, normalize_by_positives: bool = False,
                 trainable_backbone_layers: int = 3,
                 pretrained_backbone: str | os.PathLike | None = None,
@@ -93,7 +104,8 @@ def build_model(num_classes: int, *, backbone: str = "resnet18",
     num_classes: K foreground classes (model labels 1..K). classifier_loss and test_scores:
     "softmax", "concurrent_softmax" or "sigmoid" (independent switches, spec §2.2). rate: the
     analyzer's [K, K] matrix (numpy or tensor, ``load_rate_matrix``) or None (zeros); tau the
-    exponent on (1 - r). hierarchy: class codes 0..K-1; when given, multi-hot targets include
+    exponent on (1 - r). test_rate: a [K, K] matrix for the test-time CSM scores only (None: the
+    training rate). hierarchy: class codes 0..K-1; when given, multi-hot targets include
     ancestors. multi_hot: targets from every GT box with IoU > multi_hot_iou to the matched one
     (False: the matched label only). Backbone names and pretrained weights: ``build_backbone``.
     Sizes in pixels; the box_* and rpn_* arguments are torchvision's, with Open Images defaults
@@ -101,13 +113,8 @@ def build_model(num_classes: int, *, backbone: str = "resnet18",
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    padded_rate = None
-    if rate is not None:
-        rate = torch.as_tensor(np.asarray(rate) if not isinstance(rate, torch.Tensor) else rate)
-        if tuple(rate.shape) != (num_classes, num_classes):
-            raise ValueError(f"rate must be the analyzer's [K, K] = [{num_classes}, "
-                             f"{num_classes}] matrix, got {tuple(rate.shape)}")
-        padded_rate = pad_rate_matrix(rate.float())
+    padded_rate = _padded(rate, num_classes, "rate")
+    padded_test_rate = _padded(test_rate, num_classes, "test_rate")
     ancestors = None if hierarchy is None else ancestor_matrix(hierarchy, num_classes)
 
     parts = build_backbone(backbone, pretrained=pretrained_backbone,
@@ -134,6 +141,7 @@ def build_model(num_classes: int, *, backbone: str = "resnet18",
         box_batch_size_per_image, box_positive_fraction, None, box_score_thresh,
         box_nms_thresh, box_detections_per_img, num_classes=num_classes,
         classifier_loss=classifier_loss, test_scores=test_scores, rate=padded_rate, tau=tau,
+        test_rate=padded_test_rate,
         ancestors=ancestors, multi_hot=multi_hot, multi_hot_iou=multi_hot_iou,
         class_agnostic=class_agnostic_regression, normalize_by_positives=normalize_by_positives,
         pre_nms_top_n=box_pre_nms_top_n)
@@ -142,7 +150,8 @@ def build_model(num_classes: int, *, backbone: str = "resnet18",
 
 def set_test_scores(model: FasterRCNN, mode: str, *, rate=None, tau: float | None = None) -> None:
     """Switch the test-time score activation of a built model ("softmax",
-    "concurrent_softmax", "sigmoid"); optionally replace its [K, K] rate matrix and tau."""
+    "concurrent_softmax", "sigmoid"); optionally replace the [K, K] rate matrix of the test-time
+    scores (the training loss keeps its own) and tau."""
     heads = model.roi_heads
     if not isinstance(heads, CSMRoIHeads):
         raise TypeError("model was not built by wilddet.model.build_model")
@@ -152,7 +161,7 @@ def set_test_scores(model: FasterRCNN, mode: str, *, rate=None, tau: float | Non
         if tuple(rate.shape) != (heads.num_classes, heads.num_classes):
             raise ValueError(f"rate must be [K, K] = [{heads.num_classes}, "
                              f"{heads.num_classes}], got {tuple(rate.shape)}")
-        heads.rate = pad_rate_matrix(rate.float()).to(heads.rate.device)
+        heads.test_rate = pad_rate_matrix(rate.float()).to(heads.rate.device)
     if tau is not None:
         if tau < 0:
             raise ValueError(f"tau must be >= 0, got {tau}")

@@ -49,7 +49,8 @@ class CSMRoIHeads(RoIHeads):
 
     Positional arguments as ``RoIHeads`` (box part only: no mask or keypoint heads). Keywords:
     num_classes K; classifier_loss / test_scores (see module docstring); rate [C, C] float
-    (padded, see ``wilddet.losses.pad_rate_matrix``) or None = 0; tau exponent on (1 - r);
+    (padded, see ``wilddet.losses.pad_rate_matrix``) or None = 0; test_rate [C, C] the matrix of
+    test-time CSM scores (None = rate); tau exponent on (1 - r);
     ancestors [C, C] bool (``targets.ancestor_matrix``) or None; multi_hot (False: one-hot of the
     matched label); multi_hot_iou (IoU above which GT boxes are one object); class_agnostic
     (predictor outputs 4 deltas); normalize_by_positives (CSM mean over positive labels instead
@@ -64,7 +65,8 @@ class CSMRoIHeads(RoIHeads):
                  rate: torch.Tensor | None = None, tau: float = 1.0,
                  ancestors: torch.Tensor | None = None, multi_hot: bool = True,
                  multi_hot_iou: float = 0.9, class_agnostic: bool = True,
-                 normalize_by_positives: bool = False, pre_nms_top_n: int | None = None):
+                 normalize_by_positives: bool = False, pre_nms_top_n: int | None = None,
+                 test_rate: torch.Tensor | None = None):
         super().__init__(box_roi_pool, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh,
                          batch_size_per_image, positive_fraction, bbox_reg_weights, score_thresh,
                          nms_thresh, detections_per_img)
@@ -86,6 +88,13 @@ class CSMRoIHeads(RoIHeads):
             raise ValueError(f"rate must be [K+1, K+1] = [{num_labels}, {num_labels}], "
                              f"got {tuple(rate.shape)}")
         self.register_buffer("rate", rate.detach().float().clone(), persistent=False)
+        # Test-time CSM may use its own matrix (e.g. with child<->ancestor pairs at 1, so a box
+        # keeps high scores for a class and its parents); None = the training rate.
+        if test_rate is None:
+            test_rate = rate
+        if tuple(test_rate.shape) != (num_labels, num_labels):
+            raise ValueError(f"test_rate must be [K+1, K+1], got {tuple(test_rate.shape)}")
+        self.register_buffer("test_rate", test_rate.detach().float().clone(), persistent=False)
         self.use_ancestors = ancestors is not None
         if ancestors is None:
             ancestors = torch.zeros(num_labels, num_labels, dtype=torch.bool)
@@ -176,7 +185,7 @@ class CSMRoIHeads(RoIHeads):
         if self.test_scores == "softmax":
             return F.softmax(class_logits, -1)
         if self.test_scores == "concurrent_softmax":
-            return concurrent_softmax_scores(class_logits, self.rate, tau=self.tau)
+            return concurrent_softmax_scores(class_logits, self.test_rate, tau=self.tau)
         return torch.sigmoid(class_logits)
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
