@@ -180,7 +180,9 @@ def test_failure_while_writing_leaves_no_output(write, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(analyze_mod, "plot_confusion", broken)
+    import wilddet.reports.plots_analysis as plots  # imported by write_outputs when it runs
+
+    monkeypatch.setattr(plots, "plot_confusion", broken)
     result = _run(["--boxes", str(boxes), "--classes", str(classes), "--out", str(out)])
     assert isinstance(result.exception, RuntimeError)
     assert list(out.iterdir()) == []  # no file, no temporary left behind

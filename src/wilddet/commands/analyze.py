@@ -36,7 +36,6 @@ from wilddet.data.records import BoxTable, ClassList, rows_by_image
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
 from wilddet.reports.analysis_report import AnalysisReport, render_report
-from wilddet.reports.plots_analysis import plot_confusion, plot_imbalance
 from wilddet.stats.concurrency import add_hierarchy_pairs, concurrent_rate
 from wilddet.stats.confusion import (
     COUNTING_RULES,
@@ -130,6 +129,8 @@ def _pairs_frame(a: Analysis) -> pd.DataFrame:
 
 def write_outputs(a: Analysis, out_dir: Path) -> list[Path]:
     """Write the six output files into ``out_dir`` (created); all or none are renamed in."""
+    from wilddet.reports.plots_analysis import plot_confusion, plot_imbalance  # matplotlib
+
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in OUTPUT_FILES]
     with contextlib.ExitStack() as stack:

@@ -23,7 +23,6 @@ from rich.table import Table
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
 from wilddet.reports.csv_logs import read_per_class_ap
-from wilddet.reports.plots_compare import plot_top_gains
 from wilddet.reports.tables import (
     ComparisonTable,
     compare_runs,
@@ -116,6 +115,8 @@ def compare(
         out_csv, out_png = out.with_suffix(".csv"), out.with_suffix(".png")
         last = len(names) - 1
         shown = len(table) if not top else min(top, len(table))
+        from wilddet.reports.plots_compare import plot_top_gains  # matplotlib: load on use
+
         with contextlib.ExitStack() as stack:  # all three renamed only once all are written
             stack.enter_context(atomic_path(out)).write_text(to_markdown(table, top),
                                                              encoding="utf-8")

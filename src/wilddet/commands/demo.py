@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -95,6 +93,8 @@ def _evaluate(config: Config, detections: Path, out_json: Path, out_csv: Path) -
 
 def _untrained_detections(config: Config, path: Path) -> None:
     """Detections of the network as training initialises it (same seed, same architecture)."""
+    import torch
+
     from wilddet.data.dataset import ImageFolderDataset
     from wilddet.data.oid_csv import write_detections
     from wilddet.engine.builders import build_detector, load_meta
@@ -112,10 +112,9 @@ PICTURE_SCORE_THRESH = 0.3
 
 
 def _picture(config: Config, detections_csv: Path, path: Path, num_images: int = 4) -> Path:
-    from wilddet.boxes import norm_to_xyxy_px
     from wilddet.data.dataset import ImageFolderDataset
     from wilddet.data.oid_csv import read_boxes, read_classes, read_detections
-    from wilddet.reports.draw import Panel, draw_detections_vs_truth
+    from wilddet.reports.draw import draw_detections_vs_truth, table_panel
 
     classes = read_classes(config.data.path("classes"))
     gt = read_boxes(config.data.path("val_boxes"), classes)
@@ -128,13 +127,8 @@ def _picture(config: Config, detections_csv: Path, path: Path, num_images: int =
         panels = []
         title_dets = f"detections (score >= {PICTURE_SCORE_THRESH:g})"
         for table, title in ((gt, "ground truth"), (dets, title_dets)):
-            rows = np.flatnonzero(table.image_ids[table.image_codes] == info["image_id"]) \
-                if len(table) else np.zeros(0, np.int64)
-            panels.append(Panel(f"{info['image_id']}: {title}",
-                                norm_to_xyxy_px(table.boxes_norm[rows], h, w),
-                                [classes.names[c] + (" (group)" if g else "") for c, g in
-                                 zip(table.label_codes[rows], table.is_group_of[rows])],
-                                None if table.scores is None else table.scores[rows]))
+            panels.append(table_panel(f"{info['image_id']}: {title}", table, classes.names,
+                                      info["image_id"], h, w, mark_group_of=True))
         images.append(image)
         truth.append(panels[0])
         found.append(panels[1])
@@ -148,6 +142,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, overrides: list[str] | tuple[
     """Run the six steps (module docstring) into ``out_dir``; returns both mAPs and paths.
     ``overrides``: ``--set``-style changes of the demo config (e.g. ``train.max_iters=100``);
     ``synth``: ``SynthConfig`` fields of the dataset (default ``DEMO_SYNTH``)."""
+    import torch  # here, not at import: `wilddet --help` should not load torch
+
     synth = dict(DEMO_SYNTH if synth is None else synth)
     console = console or Console(stderr=True)
     out = Path(out_dir)

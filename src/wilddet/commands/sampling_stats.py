@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -23,13 +23,9 @@ from wilddet.data.hierarchy import read_hierarchy
 from wilddet.data.oid_csv import read_boxes, read_classes
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
-from wilddet.sampling import (
-    ClassAwareSampler,
-    ClassImageIndex,
-    NonBalanceSampler,
-    RepeatFactorSampler,
-    SoftBalanceSampler,
-)
+
+if TYPE_CHECKING:
+    from wilddet.sampling import ClassImageIndex
 
 STATS_COLUMNS = ("label", "name", "images", "expected_share", "realized_share")
 
@@ -44,6 +40,14 @@ class SamplerKind(str, Enum):
 def build_sampler(kind: SamplerKind, index: ClassImageIndex, *, lam: float,
                   repeat_threshold: float, seed: int):
     """One sampler for world size 1 (a single ``match``, no registry)."""
+    # imported here: wilddet.sampling pulls in torch, which `wilddet --help` should not pay for
+    from wilddet.sampling import (
+        ClassAwareSampler,
+        NonBalanceSampler,
+        RepeatFactorSampler,
+        SoftBalanceSampler,
+    )
+
     match SamplerKind(kind):
         case SamplerKind.non_balance:
             return NonBalanceSampler(index, seed=seed)
@@ -79,6 +83,8 @@ def sampling_stats(
     class_list = read_classes(classes)
     table = read_boxes(boxes, class_list)
     tree = None if hierarchy is None else read_hierarchy(hierarchy, class_list)
+    from wilddet.sampling import ClassImageIndex
+
     index = ClassImageIndex.from_codes(table.image_codes, table.label_codes, table.num_images,
                                        len(class_list), hierarchy=tree)
     try:

@@ -340,7 +340,6 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig, with_images: boo
 
     ``progress(split, done, total)`` is called while images are rendered (CLI progress bars).
     """
-    from PIL import Image
 
     from wilddet.data.oid_csv import write_boxes, write_image_labels
 
@@ -355,8 +354,7 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig, with_images: boo
         manifest = {"config": asdict(cfg), "with_images": with_images,
                     "planted_pairs": tax.planted_pairs, "splits": {}}
         with open(tmp / "class-descriptions.csv", "w", encoding="utf-8") as f:
-            for label, name in zip(tax.classes.labels, tax.classes.names):
-                f.write(f"{label},{name}\n")
+            f.writelines(f"{label},{name}\n" for label, name in zip(tax.classes.labels, tax.classes.names))
         (tmp / "hierarchy.json").write_text(json.dumps(tax.tree, indent=1))
         for split in ("train", "val"):
             n = cfg.train_images if split == "train" else cfg.val_images

@@ -126,22 +126,22 @@ def val_image_ids(config: Config) -> list[str]:
 
 @dataclass(frozen=True)
 class FigureImages:
-    """Val images chosen for a figure and their ground truth (pixel boxes, names)."""
+    """Val images chosen for a figure: ImageIDs, pixels [H, W, 3] uint8 and a ground-truth
+    ``reports.draw.Panel`` (raw, unexpanded boxes) each."""
 
     image_ids: list[str]
-    pixels: list[np.ndarray]        # [H, W, 3] uint8 each
-    truth_boxes_px: list[np.ndarray]
-    truth_names: list[list[str]]
+    pixels: list[np.ndarray]
+    truth: list
 
 
 def pick_figure_images(config: Config, prefer_labels: set[str], count: int = 3,
-                       ) -> FigureImages:
-    """``count`` val images, those holding most boxes of ``prefer_labels`` first (ties by
-    ImageID), with their raw ground truth."""
+                       max_boxes: int = 12) -> FigureImages:
+    """``count`` val images with at most ``max_boxes`` boxes, those holding most boxes of
+    ``prefer_labels`` first (ties by ImageID), with their raw ground truth."""
     from PIL import Image
 
-    from wilddet.boxes import norm_to_xyxy_px
     from wilddet.engine.builders import require_file
+    from wilddet.reports.draw import table_panel
 
     classes = oid_csv.read_classes(require_file(config, "classes"))
     gt = oid_csv.read_boxes(require_file(config, "val_boxes"), classes)
@@ -150,34 +150,32 @@ def pick_figure_images(config: Config, prefer_labels: set[str], count: int = 3,
                         np.asarray(sorted(prefer_labels), dtype=str))
     score = np.bincount(gt.image_codes, weights=preferred.astype(float),
                         minlength=gt.num_images)
-    candidates = [i for i in np.argsort(-score, kind="stable") if gt.image_ids[i] in allowed]
+    boxes_per_image = np.bincount(gt.image_codes, minlength=gt.num_images)
+    readable = boxes_per_image <= max_boxes  # crowded images make unreadable pictures
+    candidates = [i for i in np.argsort(-score, kind="stable")
+                  if gt.image_ids[i] in allowed and readable[i]]
     chosen = sorted(candidates[:count], key=lambda i: (-score[i], gt.image_ids[i]))
     folder = require_file(config, "val_images")
-    out = FigureImages([], [], [], [])
+    out = FigureImages([], [], [])
     for code in chosen:
         image_id = str(gt.image_ids[code])
         pixels = np.asarray(Image.open(folder / f"{image_id}.jpg").convert("RGB"))
-        rows = np.flatnonzero(gt.image_codes == code)
         out.image_ids.append(image_id)
         out.pixels.append(pixels)
-        out.truth_boxes_px.append(norm_to_xyxy_px(gt.boxes_norm[rows], *pixels.shape[:2]))
-        out.truth_names.append([str(classes.names[c]) for c in gt.label_codes[rows]])
+        out.truth.append(table_panel("ground truth", gt, classes.names, image_id,
+                                     *pixels.shape[:2], mark_group_of=True))
     return out
 
 
 def detection_panel(title: str, detections_csv: Path, config: Config, image_id: str,
                     height: int, width: int):
     """A ``reports.draw.Panel`` of one image's detections read back from a detections CSV."""
-    from wilddet.boxes import norm_to_xyxy_px
     from wilddet.engine.builders import require_file
-    from wilddet.reports.draw import Panel
+    from wilddet.reports.draw import table_panel
 
     classes = oid_csv.read_classes(require_file(config, "classes"))
     dets = _read_detections_cached(detections_csv, classes)
-    hit = np.flatnonzero(dets.image_ids == image_id)
-    rows = np.flatnonzero(dets.image_codes == hit[0]) if len(hit) else np.zeros(0, np.int64)
-    return Panel(title, norm_to_xyxy_px(dets.boxes_norm[rows], height, width),
-                 [str(classes.names[c]) for c in dets.label_codes[rows]], dets.scores[rows])
+    return table_panel(title, dets, classes.names, image_id, height, width)
 
 
 _DET_CACHE: dict[tuple[str, float], object] = {}
@@ -186,7 +184,8 @@ _DET_CACHE: dict[tuple[str, float], object] = {}
 def _read_detections_cached(path: Path, classes):
     key = (str(path), path.stat().st_mtime)
     if key not in _DET_CACHE:
-        _DET_CACHE.clear() if len(_DET_CACHE) > 8 else None
+        if len(_DET_CACHE) > 8:  # figures read a handful of files; keep memory bounded
+            _DET_CACHE.clear()
         _DET_CACHE[key] = oid_csv.read_detections(path, classes)
     return _DET_CACHE[key]
 
@@ -194,7 +193,7 @@ def _read_detections_cached(path: Path, classes):
 def _figure(path: Path, images: FigureImages, columns: list[tuple[str, Path | None]],
             config: Config) -> Path:
     """Rows = images; columns = (title, detections CSV) or (title, None) for ground truth."""
-    from wilddet.reports.draw import Panel, draw_grid
+    from wilddet.reports.draw import draw_grid
 
     rows = []
     for k, image_id in enumerate(images.image_ids):
@@ -202,7 +201,7 @@ def _figure(path: Path, images: FigureImages, columns: list[tuple[str, Path | No
         panels = []
         for title, csv_path in columns:
             if csv_path is None:
-                panels.append(Panel(title, images.truth_boxes_px[k], images.truth_names[k]))
+                panels.append(dataclasses.replace(images.truth[k], title=title))
             else:
                 panels.append(detection_panel(title, csv_path, config, image_id, h, w))
         rows.append((images.pixels[k], panels))
@@ -373,7 +372,8 @@ def run_sampler_study(config: Config, out_dir: str | os.PathLike, lams: list[flo
     soft = [n for n, _ in variants if n.startswith("soft_balance")]
     soft_pick = "soft_balance_0.5" if "soft_balance_0.5" in soft else (soft[0] if soft else
                                                                          "hybrid")
-    images = pick_figure_images(config, set(), figure_images)
+    tail_labels = set(classes.labels[groups_mask["tail"]].astype(str))
+    images = pick_figure_images(config, tail_labels, figure_images)  # show the tail
     figure = _figure(out / "figure2.png", images, [
         ("ground truth", None), ("non-balance", out / "detections" / "non_balance.csv"),
         ("class-aware balance", out / "detections" / "class_aware.csv"),
@@ -395,7 +395,8 @@ def run_sampler_study(config: Config, out_dir: str | os.PathLike, lams: list[flo
     names = [n for n, _ in variants]
     lines += ["", "## Per class (sorted by the gain of the last run over non-balance)", "",
               to_markdown(compare_runs([logs[n] for n in names], names), top=0), "",
-              "## Figure 2", "", f"`figure2.png`: val images {', '.join(images.image_ids)}; "
+              "## Figure 2", "", f"`figure2.png`: val images {', '.join(images.image_ids)} (those "
+              "with most tail-class boxes); "
               f"ground truth, non-balance, class-aware, {soft_pick}; score ≥ "
               f"{FIGURE_SCORE_THRESH}.", "", "## Base config", "", _config_block(config)]
     summary = out / "summary.md"

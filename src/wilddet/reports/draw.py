@@ -32,6 +32,21 @@ class Panel:
     scores: np.ndarray | None = None
 
 
+def table_panel(title: str, table, class_names: Sequence[str], image_id: str, height: int,
+                width: int, mark_group_of: bool = False) -> Panel:
+    """The boxes of image ``image_id`` in a ground-truth or detection ``BoxTable`` (normalized)
+    as a pixel ``Panel`` of an image of ``height`` × ``width`` px (scores kept when present)."""
+    from wilddet.boxes import norm_to_xyxy_px
+
+    hit = np.flatnonzero(table.image_ids == image_id)
+    rows = (np.flatnonzero(table.image_codes == hit[0]) if len(hit) and len(table)
+            else np.zeros(0, np.int64))
+    names = [str(class_names[c]) + (" (group)" if mark_group_of and g else "")
+             for c, g in zip(table.label_codes[rows], table.is_group_of[rows])]
+    return Panel(title, norm_to_xyxy_px(table.boxes_norm[rows], height, width), names,
+                 None if table.scores is None else table.scores[rows])
+
+
 def class_colour(name: str) -> tuple[float, float, float]:
     """A stable, saturated RGB colour per class name."""
     import colorsys
