@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from wilddet import cli
 from wilddet.cli import app
-from wilddet.commands import analyze as analyze_mod
 from wilddet.errors import InputError
 
 OUTPUTS = {"class_stats.csv", "confusion_pairs.csv", "concurrent_rate.npz", "report.md",
