@@ -29,6 +29,7 @@ are never drawn; repeat-factor gives unlabelled images r = 1.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import numpy as np
@@ -61,7 +62,7 @@ def pad_to_multiple(sequence: np.ndarray, world_size: int) -> np.ndarray:
     return np.concatenate([sequence, np.resize(sequence, total - n)]) if n else sequence
 
 
-class IndexSampler(torch.utils.data.Sampler[int]):
+class IndexSampler(torch.utils.data.Sampler[int], abc.ABC):
     """Base class: seeding, DDP sharding, epoch/position state (see the module docstring).
 
     Subclasses set ``_stream_tag`` and ``name`` and implement ``epoch_length`` and ``_draw``.
@@ -90,17 +91,17 @@ class IndexSampler(torch.utils.data.Sampler[int]):
 
     # -- pure sequence definition -------------------------------------------------------------
     @property
+    @abc.abstractmethod
     def epoch_length(self) -> int:
         """E: length of one unpadded epoch sequence."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _draw(self, rng: np.random.Generator) -> np.ndarray:
         """One epoch's [E] int64 image codes from ``rng``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def image_probabilities(self) -> np.ndarray:
         """Closed-form [I] probability that one draw is image k (``probabilities`` module)."""
-        raise NotImplementedError
 
     def generator(self, epoch: int) -> np.random.Generator:
         """The epoch's own generator, seeded from (stream tag, seed, epoch)."""
