@@ -75,7 +75,7 @@ def _analyse(data_dir: Path, out: Path, console: Console) -> Path:
         analysis = analyze_tables(boxes, classes, hierarchy)
         write_outputs(analysis, out)
         console.print(f"[2/6] analysis: {len(analysis.pairs)} confusion pairs with ratio >= 0.1"
-                      f" -> {rate}")
+                      f" -> {rate}; report: {out / 'report.md'}")
     else:
         console.print(f"[2/6] analysis: reusing {rate}")
     return rate
