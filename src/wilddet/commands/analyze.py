@@ -111,6 +111,18 @@ def analyze_tables(boxes: BoxTable, classes: ClassList, hierarchy: hmod.Hierarch
     return Analysis(classes, num_images, counts, expanded, confusion, source, pairs, rate, report)
 
 
+def analyze_dataset(boxes_csv: Path, classes_csv: Path, hierarchy_json: Path | None,
+                    out_dir: Path) -> Analysis:
+    """Read a dataset's files, analyse them with the default options and write the outputs into
+    ``out_dir`` (what the demo and the experiments run before training)."""
+    classes = oid_csv.read_classes(classes_csv)
+    boxes = oid_csv.read_boxes(boxes_csv, classes)
+    hierarchy = None if hierarchy_json is None else hmod.read_hierarchy(hierarchy_json, classes)
+    analysis = analyze_tables(boxes, classes, hierarchy)
+    write_outputs(analysis, out_dir)
+    return analysis
+
+
 def _class_stats_frame(a: Analysis) -> pd.DataFrame:
     cols = {"label": a.classes.labels, "name": a.classes.names, "boxes": a.counts.boxes,
             "images": a.counts.images, "group_of_boxes": a.counts.group_of_boxes}
@@ -232,4 +244,5 @@ def analyze(
     console.print(f"report: {out / 'report.md'}")
 
 
-__all__ = ["OUTPUT_FILES", "Analysis", "analyze", "analyze_tables", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "Analysis", "analyze", "analyze_dataset", "analyze_tables",
+           "write_outputs"]

@@ -63,17 +63,13 @@ def _synthesise(data_dir: Path, synth: dict, console: Console) -> None:
 
 
 def _analyse(data_dir: Path, out: Path, console: Console) -> Path:
-    from wilddet.commands.analyze import analyze_tables, write_outputs
-    from wilddet.data import oid_csv
-    from wilddet.data.hierarchy import read_hierarchy
+    from wilddet.commands.analyze import analyze_dataset
 
     rate = out / "concurrent_rate.npz"
     if not rate.is_file():
-        classes = oid_csv.read_classes(data_dir / "class-descriptions.csv")
-        boxes = oid_csv.read_boxes(data_dir / "train-annotations-bbox.csv", classes)
-        hierarchy = read_hierarchy(data_dir / "hierarchy.json", classes)
-        analysis = analyze_tables(boxes, classes, hierarchy)
-        write_outputs(analysis, out)
+        analysis = analyze_dataset(data_dir / "train-annotations-bbox.csv",
+                                   data_dir / "class-descriptions.csv",
+                                   data_dir / "hierarchy.json", out)
         console.print(f"[2/6] analysis: {len(analysis.pairs)} confusion pairs with ratio >= 0.1"
                       f" -> {rate}; report: {out / 'report.md'}")
     else:

@@ -58,18 +58,15 @@ def ensure_rate_file(config: Config, out_dir: Path, say: Say = _quiet) -> tuple[
     """Run the analyzer on the train boxes into ``out_dir/analysis`` (once) and point
     ``model.rate_file`` at its ``concurrent_rate.npz`` unless the config names one. Returns the
     config and the confusion-pairs CSV (the co-occurring classes of Table 1)."""
-    from wilddet.commands.analyze import analyze_tables, write_outputs
-    from wilddet.data.hierarchy import read_hierarchy
+    from wilddet.commands.analyze import analyze_dataset
     from wilddet.engine.builders import require_file
 
     analysis_dir = out_dir / "analysis"
     pairs_csv = analysis_dir / "confusion_pairs.csv"
     if not pairs_csv.is_file():
-        classes = oid_csv.read_classes(require_file(config, "classes"))
-        boxes = oid_csv.read_boxes(require_file(config, "train_boxes"), classes)
-        hierarchy = (read_hierarchy(require_file(config, "hierarchy"), classes)
-                     if config.data.hierarchy else None)
-        write_outputs(analyze_tables(boxes, classes, hierarchy), analysis_dir)
+        analyze_dataset(require_file(config, "train_boxes"), require_file(config, "classes"),
+                        require_file(config, "hierarchy") if config.data.hierarchy else None,
+                        analysis_dir)
         say(f"analysis: wrote {analysis_dir}")
     if not config.model.rate_file:
         config = dataclasses.replace(config, model=dataclasses.replace(
