@@ -147,13 +147,13 @@ OURS = r"""
 import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from wilddet.commands.evaluate import evaluate_files
+from wilddet.reports.evaluation_files import evaluate_files
 from wilddet.evaluation.oid_challenge import ChallengeSettings
 t1 = time.perf_counter()
 d, out = Path(sys.argv[1]), Path(sys.argv[2])
-classes, result = evaluate_files(d / "boxes.csv", d / "labels.csv", d / "classes.csv",
-                                 d / "dets.csv", d / "hierarchy.json", out / "result.json",
-                                 out / "per_class.csv", ChallengeSettings())
+classes, result, _ = evaluate_files(d / "boxes.csv", d / "labels.csv", d / "classes.csv",
+                                    d / "dets.csv", d / "hierarchy.json", out / "result.json",
+                                    out / "per_class.csv", ChallengeSettings())
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t1, "import_seconds": t1 - t0, "mAP": result.mean_ap,
                   "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.sampling import (
     ClassAwareSampler,
-    ClassImageIndex,
     NonBalanceSampler,
     RepeatFactorSampler,
     SoftBalanceSampler,

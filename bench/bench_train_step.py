@@ -71,9 +71,9 @@ def _oid_label_space():
     return len(classes), hierarchy, rate
 
 
-def _set_mode(model, mode: str) -> None:
+def _set_mode(model, mode: str, classifiers: dict) -> None:
     heads = model.roi_heads
-    heads.classifier_loss = "concurrent_softmax" if mode == "csm" else "softmax"
+    heads.classifier = classifiers[mode]
     heads.multi_hot = mode == "csm"
 
 
@@ -93,7 +93,8 @@ def _step(model, images, targets, optimizer, device, amp: bool) -> float:
 
 def run_model(name: str, device_name: str, quick: bool, threads: int) -> dict:
     """Time softmax and CSM steps alternately for one model; returns medians and memory."""
-    from wilddet.model.build import build_model
+    from wilddet.model.build import DetectorSettings, build_model
+    from wilddet.model.classifiers import ConcurrentSoftmax, SoftmaxCE
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -103,18 +104,20 @@ def run_model(name: str, device_name: str, quick: bool, threads: int) -> dict:
     if name == "r50":
         size, batch, repeats = (320 if quick else 800), 2, (2 if quick else 3)
         k, hierarchy, rate = _oid_label_space()
-        model = build_model(k, backbone="resnet50", classifier_loss="concurrent_softmax",
-                            rate=rate, hierarchy=hierarchy, min_size=size, max_size=size * 4 // 3)
+        settings = DetectorSettings(backbone="resnet50", min_size_px=size,
+                                    max_size_px=size * 4 // 3)
         width = size * 4 // 3
     else:
         size, batch, repeats, k = 128, 8, (3 if quick else 10), 20
         rate = np.zeros((k, k), np.float32)
         rate[0, 1] = rate[1, 0] = 0.5
-        model = build_model(k, backbone="tiny", classifier_loss="concurrent_softmax", rate=rate,
-                            min_size=size, max_size=size, rpn_pre_nms_top_n_train=300,
-                            rpn_post_nms_top_n_train=300, box_batch_size_per_image=64,
-                            rpn_batch_size_per_image=128)
+        hierarchy = None
+        settings = DetectorSettings(backbone="tiny", min_size_px=size, max_size_px=size,
+                                    rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=300,
+                                    box_batch_size_per_image=64, rpn_batch_size_per_image=128)
         width = size
+    classifiers = {"softmax": SoftmaxCE(k), "csm": ConcurrentSoftmax(k, rate)}
+    model = build_model(classifiers["csm"], settings, hierarchy=hierarchy)
     model.to(device).train()
     cuda = device.type == "cuda"
     if cuda:
@@ -125,11 +128,11 @@ def run_model(name: str, device_name: str, quick: bool, threads: int) -> dict:
     times = {"softmax": [], "csm": []}
     peak = {}
     for mode in ("softmax", "csm"):  # warm-up both
-        _set_mode(model, mode)
+        _set_mode(model, mode, classifiers)
         _step(model, images, targets, optimizer, device, cuda)
     for _ in range(repeats):
         for mode in ("softmax", "csm"):
-            _set_mode(model, mode)
+            _set_mode(model, mode, classifiers)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             times[mode].append(_step(model, images, targets, optimizer, device, cuda))

@@ -1,12 +1,46 @@
-"""Shared fixtures: small files written into tmp_path."""
+"""Shared fixtures of every test folder: small files written into tmp_path, one torch thread, the
+tiny synthetic dataset and a 6-iteration run trained on it (helpers: ``engine_helpers.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from engine_helpers import tiny_config
 
 from wilddet.resources import OPENIMAGES_DIR as RESOURCES  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test: the test machine is shared, several threads per op thrash."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset: 16 train / 6 val images of 64 px, 6 classes."""
+    from wilddet.data.synthetic import SynthConfig, write_dataset
+
+    root = tmp_path_factory.mktemp("engine") / "data"
+    write_dataset(root, SynthConfig(train_images=16, val_images=6, classes=6, image_size=64,
+                                    objects_per_image=2, seed=3))
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """An uninterrupted 6-iteration run on ``tiny_data``: (config, TrainResult)."""
+    from wilddet.engine.train import train
+
+    config = tiny_config(tiny_data)
+    out = tmp_path_factory.mktemp("trained") / "run"
+    return config, train(config, out, progress=False)
 
 
 @pytest.fixture

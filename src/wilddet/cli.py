@@ -32,6 +32,8 @@ def _register() -> None:
     app.add_typer(experiment.app, name="experiment")
     from wilddet.commands import train
     app.command("train")(train.train)
+    from wilddet.commands import plan
+    app.command("plan")(plan.plan)
     from wilddet.commands import predict
     app.command("predict")(predict.predict)
     from wilddet.commands import demo
@@ -44,6 +46,12 @@ def _register() -> None:
     app.command("analyze")(analyze.analyze)
     from wilddet.commands import sampling_stats
     app.command("sampling-stats")(sampling_stats.sampling_stats)
+    from wilddet.commands import diagnose
+    app.command("diagnose")(diagnose.diagnose)
+    from wilddet.commands import report
+    app.command("report")(report.report)
+    from wilddet.commands import convert
+    app.command("convert")(convert.convert)
 
 
 _register()

@@ -7,7 +7,7 @@ import math
 
 from rich.console import Console
 
-from wilddet.commands.demo import run_demo
+from wilddet.studies.demo import run_demo
 
 TINY_SYNTH = {"train_images": 16, "val_images": 6, "classes": 6, "image_size": 64,
               "objects_per_image": 2, "seed": 3}
@@ -20,12 +20,14 @@ TINY = ["model.min_size_px=64", "model.max_size_px=64", "model.rpn_pre_nms_top_n
 def test_demo_writes_every_output_and_reruns_without_retraining(tmp_path):
     with open(tmp_path / "log.txt", "w") as log_file:
         result = run_demo(tmp_path / "demo", overrides=TINY, synth=TINY_SYNTH, progress=False,
-                          console=Console(file=log_file, width=200))
+                          say=Console(file=log_file, width=200).print)
     out = tmp_path / "demo"
     for path in ("data/synth.json", "analysis/concurrent_rate.npz", "train/config.toml",
                  "train/checkpoints/iter_00000003.pt", "predictions/val-detections.csv",
                  "predictions/untrained-detections.csv", "eval/trained.json",
-                 "eval/untrained-per-class.csv", "report/detections.png", "report/summary.md"):
+                 "eval/untrained-per-class.csv", "report/detections.png", "report/summary.md",
+                 "diagnose/trained/errors.csv", "diagnose/untrained/summary.json",
+                 "report/html/index.html", "report/html/assets/report.js"):
         assert (out / path).is_file(), path
     with open(result.per_class_csv, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -38,6 +40,6 @@ def test_demo_writes_every_output_and_reruns_without_retraining(tmp_path):
     stamp = (out / "train/checkpoints/iter_00000003.pt").stat().st_mtime_ns
     with open(tmp_path / "log2.txt", "w") as log_file:
         again = run_demo(out, overrides=TINY, synth=TINY_SYNTH, progress=False,
-                         console=Console(file=log_file))
+                         say=Console(file=log_file).print)
     assert (out / "train/checkpoints/iter_00000003.pt").stat().st_mtime_ns == stamp
     assert again.trained_map == result.trained_map

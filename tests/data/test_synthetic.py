@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from wilddet.cli import app
 from wilddet.data import hierarchy as hmod
 from wilddet.data import oid_csv
-from wilddet.data.synthetic import SynthConfig, build_taxonomy
+from wilddet.data.synthetic import SynthConfig, build_taxonomy, planted_case_classes
 from wilddet.errors import InputError
 
 
@@ -44,17 +44,26 @@ def test_planted_statistics(synth_dir):
     boxes = oid_csv.read_boxes(synth_dir / "train-annotations-bbox.csv", classes)
     labels = oid_csv.read_image_labels(synth_dir / "train-annotations-human-imagelabels.csv",
                                        classes)
-    # hierarchy of 3 class levels; boxes carry leaf labels only
-    assert h.depth.max() == 3
-    assert all(len(h.descendants[c]) == 0 for c in np.unique(boxes.label_codes))
-    # long tail: the planted head/tail probability ratio is >= 100 and the data follows it
-    tax = build_taxonomy(SynthConfig())
-    assert tax.leaf_probs.max() / tax.leaf_probs.min() >= 100
-    counts = np.bincount(boxes.label_codes, minlength=len(classes))[tax.leaf_codes]
-    head, tail = np.argmax(tax.leaf_probs), np.argmin(tax.leaf_probs)
-    assert counts[head] >= 30 * max(counts[tail], 1)
-    # planted confusion pairs: duplicate boxes of the partner class with IoU > 0.9
+    # hierarchy of 3 class levels; boxes carry leaf labels, shape labels only for cases (b), (c)
     manifest = json.loads((synth_dir / "synth.json").read_text())
+    groups = planted_case_classes(manifest)
+    assert h.depth.max() == 3
+    inner = {str(classes.labels[c]) for c in np.unique(boxes.label_codes)
+             if len(h.descendants[c])}
+    assert inner and inner <= set(groups["b_parents"]) | set(groups["c_parents"])
+    # long tail: the planted head/tail look probability ratio is >= 100 and the data follows it
+    tax = build_taxonomy(SynthConfig())
+    looks = np.flatnonzero(tax.leaf_probs > 0)
+    assert tax.leaf_probs.max() / tax.leaf_probs[looks].min() >= 100
+    counts = np.bincount(boxes.label_codes, minlength=len(classes))[tax.leaf_codes]
+    # compare leaves outside the planted cases (whose boxes also come from other looks)
+    case_labels = {label for members in groups.values() for label in members}
+    plain = np.asarray([leaf for leaf in looks
+                        if classes.labels[tax.leaf_codes[leaf]] not in case_labels])
+    head, tail = plain[np.argmax(tax.leaf_probs[plain])], plain[np.argmin(tax.leaf_probs[plain])]
+    ratio = tax.leaf_probs[head] / tax.leaf_probs[tail]
+    assert ratio >= 10 and counts[head] >= ratio / 3 * max(counts[tail], 1)
+    # planted confusion pairs: duplicate boxes of the partner class with IoU > 0.9
     assert len(manifest["planted_pairs"]) >= 2
     found = 0
     for a, b in manifest["planted_pairs"]:
@@ -73,7 +82,9 @@ def test_planted_statistics(synth_dir):
     pos_ids = labels.image_ids[labels.image_codes[labels.confidence == 1]]
     pos = set(zip(pos_ids.tolist(), labels.label_codes[labels.confidence == 1].tolist()))
     present_ids = {(boxes.image_ids[i], c) for i, c in present}
-    assert pos <= present_ids and len(pos) < len(present_ids)
+    # a verified positive without a box of its class is a planted case's other label
+    assert {c for _, c in pos - present_ids} <= {classes.code(x) for x in case_labels}
+    assert len(pos & present_ids) < len(present_ids)
     neg_ids = labels.image_ids[labels.image_codes[labels.confidence == 0]]
     neg = set(zip(neg_ids.tolist(), labels.label_codes[labels.confidence == 0].tolist()))
     assert not (neg & present_ids)

@@ -1,4 +1,5 @@
-"""Checkpoints and exact resume: SIGKILL a run after a checkpoint, resume, get the same weights."""
+"""Checkpoints and exact resume: SIGKILL a run after a checkpoint, resume, get the same weights
+(and the same classifier state: EQLv2 gradient statistics, Seesaw class counts)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 
 import pytest
 import torch
-from engine_helpers import write_config
+from engine_helpers import tiny_config, write_config
 
 from wilddet.engine.checkpoint import list_checkpoints, load_checkpoint
 from wilddet.engine.train import train
@@ -22,8 +23,19 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tiny_data, trained, tmp_path):
+# the stateful heads' buffers, which must come back from the checkpoint
+HEAD_STATE = {"concurrent_softmax": [],
+              "eqlv2": ["roi_heads.classifier.eqlv2.pos_grad",
+                        "roi_heads.classifier.eqlv2.neg_grad",
+                        "roi_heads.classifier.eqlv2.num_updates"],
+              "seesaw": ["roi_heads.classifier.seesaw.class_counts"]}
+
+
+@pytest.mark.parametrize("loss", list(HEAD_STATE))
+def test_sigkill_then_resume_equals_uninterrupted_run(loss, tiny_data, trained, tmp_path):
     config, reference = trained
+    if loss != config.model.classifier_loss:
+        config = tiny_config(tiny_data, f"model.classifier_loss={loss}")
     cfg_path = write_config(tmp_path / "run.toml", config)
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "wilddet", "train", str(cfg_path), "--out",
@@ -46,8 +58,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_data, trained, tmp_pa
     uninterrupted = train(longer, tmp_path / "straight", progress=False)
     a, b = _weights(resumed.checkpoint), _weights(uninterrupted.checkpoint)
     assert resumed.iteration == uninterrupted.iteration == 12
+    assert set(a) == set(b) and set(HEAD_STATE[loss]) <= set(a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    if loss == "eqlv2":
+        assert int(a["roi_heads.classifier.eqlv2.num_updates"]) == 12
     # the metrics log holds each iteration once, as if never interrupted
     lines = (run / "metrics.jsonl").read_text().splitlines()
     its = [json.loads(line)["iteration"] for line in lines]

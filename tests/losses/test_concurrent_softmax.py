@@ -12,16 +12,6 @@ import torch.nn.functional as F
 
 from wilddet.losses import concurrent_softmax_loss, concurrent_softmax_scores, pad_rate_matrix
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the test machine is shared: several threads per op thrash instead of helping
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- independent references
 
 

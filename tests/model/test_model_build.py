@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from wilddet.errors import InputError
-from wilddet.model import build_model, load_rate_matrix
 from wilddet.model.backbones import build_backbone, hub_weights_path, tiny_body
+from wilddet.model.build import DetectorSettings, build_model
+from wilddet.model.classifiers import SoftmaxCE
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,8 @@ def empty_torch_home(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name,levels", [("resnet18", 5), ("mobilenet_v3_large", 3)])
 def test_torchvision_backbones_build_with_random_weights(name, levels):
-    model = build_model(5, backbone=name, min_size=64, max_size=64)
+    model = build_model(SoftmaxCE(5), DetectorSettings(backbone=name, min_size_px=64,
+                                                       max_size_px=64))
     assert model.backbone.out_channels == 256
     assert len(model.rpn.anchor_generator.sizes) == levels
     with torch.no_grad():
@@ -65,7 +66,8 @@ def test_pretrained_state_dict_path(tmp_path):
     torch.save(source.state_dict(), path)
     parts = build_backbone("tiny", pretrained=path)
     torch.testing.assert_close(parts.body.body.layer2[0].weight, source.layer2[0].weight)
-    model = build_model(2, backbone="tiny", pretrained_backbone=str(path))
+    model = build_model(SoftmaxCE(2), DetectorSettings(backbone="tiny",
+                                                       pretrained_backbone=str(path)))
     torch.testing.assert_close(model.backbone.body.stem[0].weight, source.stem[0].weight)
 
     with pytest.raises(InputError, match="file not found") as err:
@@ -81,45 +83,3 @@ def test_pretrained_state_dict_path(tmp_path):
         build_backbone("tiny", pretrained=garbage)
     with pytest.raises(ValueError, match="backbone"):
         build_backbone("vgg16")
-
-
-def write_rate(path, labels, rate):
-    np.savez(path, labels=np.array(labels), rate=np.asarray(rate, dtype=np.float32))
-
-
-def test_load_rate_matrix_reorders_and_caps(tmp_path):
-    path = tmp_path / "concurrent_rate.npz"
-    # file order b, a, x (x unknown to the model); model order a, b
-    write_rate(path, ["/m/b", "/m/a", "/m/x"], [[0, 0.25, 0.1], [1.5, 0, 0.2], [0.3, 0.4, 0]])
-    rate = load_rate_matrix(path, ["/m/a", "/m/b"])
-    assert rate.dtype == np.float32
-    np.testing.assert_array_equal(rate, np.array([[0, 1.0], [0.25, 0]], np.float32))
-
-
-@pytest.mark.parametrize("labels,rate,message", [
-    (["/m/a", "/m/c"], [[0, 0.5], [0.5, 0]], "not in the file"),
-    (["/m/a", "/m/b"], [[0, -0.5], [0.5, 0]], ">= 0"),
-    (["/m/a", "/m/b"], [[0.1, 0.5], [0.5, 0]], "zero diagonal"),
-    (["/m/a", "/m/b"], [[0, 0.5, 0], [0.5, 0, 0]], r"\[C, C\]"),
-    (["/m/a", "/m/a"], [[0, 0.5], [0.5, 0]], "duplicate"),
-])
-def test_load_rate_matrix_errors_name_the_file(tmp_path, labels, rate, message):
-    path = tmp_path / "concurrent_rate.npz"
-    write_rate(path, labels, rate)
-    with pytest.raises(InputError, match=message) as err:
-        load_rate_matrix(path, ["/m/a", "/m/b"])
-    assert str(err.value).startswith(str(path))
-
-
-def test_load_rate_matrix_missing_array_and_file(tmp_path):
-    path = tmp_path / "r.npz"
-    np.savez(path, labels=np.array(["/m/a"]))
-    with pytest.raises(InputError, match="missing array") as err:
-        load_rate_matrix(path, ["/m/a"])
-    assert err.value.field == "rate"
-    with pytest.raises(InputError, match="file not found"):
-        load_rate_matrix(tmp_path / "nope.npz", ["/m/a"])
-    bad = tmp_path / "bad.npz"
-    bad.write_text("xx")
-    with pytest.raises(InputError, match="npz"):
-        load_rate_matrix(bad, ["/m/a"])

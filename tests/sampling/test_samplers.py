@@ -1,18 +1,22 @@
-"""Samplers: realized frequencies vs the formulas, DDP sharding, resume, determinism."""
+"""Samplers: realized frequencies vs the formulas, the factory, DDP sharding through the
+schedule, resume from any stream position, determinism."""
+
+import typing
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from wilddet.sampling.probabilities import ClassImageIndex
+from wilddet.config import SamplerKind
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.sampling.samplers import (
     ClassAwareSampler,
     NonBalanceSampler,
     RepeatFactorSampler,
     SoftBalanceSampler,
-    pad_to_multiple,
+    build_sampler,
 )
+from wilddet.sampling.schedule import HybridSchedule, segment
 
 
 def long_tail_index(num_images=400, num_classes=12, boxes_per_image=3, seed=0, empty=0):
@@ -115,70 +119,61 @@ def test_lambda_zero_equals_class_aware():
     np.testing.assert_allclose(a.class_probs[index.images_per_class > 0], 1 / 12)
 
 
+def test_build_sampler_builds_every_config_kind():
+    index = long_tail_index(num_images=60)
+    kinds = [k for k in typing.get_args(SamplerKind) if k != "hybrid"]
+    for kind in kinds:
+        sampler = build_sampler(kind, index, lam=0.5, repeat_threshold=0.2, seed=3)
+        assert sampler.name.split("(")[0] == kind  # the name training logs as its phase
+        assert sampler.seed == 3
+    np.testing.assert_array_equal(build_sampler("class-aware", index, seed=3).stream(0, 300),
+                                  ClassAwareSampler(index, seed=3).stream(0, 300))
+    assert build_sampler("soft-balance", index, lam=0.25).lam == 0.25
+    assert build_sampler("repeat-factor", index, repeat_threshold=0.2).threshold == 0.2
+    for bad in ("hybrid", "balanced"):
+        with pytest.raises(ValueError, match="unknown sampler"):
+            build_sampler(bad, index)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("num_images", [40, 37])  # 37: padding needed for world size 2 and 4
-def test_ddp_shards_union_is_single_process_sequence(kind, num_images):
+@pytest.mark.parametrize("num_images", [40, 37])  # 37: batches straddle epoch boundaries
+def test_ddp_shards_union_is_single_process_stream(kind, num_images):
+    """Training shards through the schedule: rank r takes every W-th image of each global batch,
+    so the ranks' batches interleaved are the sampler's single-process stream."""
     index = long_tail_index(num_images=num_images)
-    single = list(make(kind, index, seed=5))
-    single_epoch1 = make(kind, index, seed=5).epoch_sequence(1)
+    single = make(kind, index, seed=5).stream(0, 12 * 4 * 3)
     for world_size in (1, 2, 4):
-        ranks = [make(kind, index, seed=5, rank=r, world_size=world_size)
-                 for r in range(world_size)]
-        locals_ = [list(s) for s in ranks]
-        assert len({len(x) for x in locals_}) == 1  # equal length on every rank
-        assert all(len(x) == len(s) for x, s in zip(locals_, ranks))
-        merged = np.empty(len(locals_[0]) * world_size, np.int64)
-        for r, x in enumerate(locals_):
-            merged[r::world_size] = x  # position p of the global sequence went to rank p % W
-        assert merged[:len(single)].tolist() == single  # nothing lost, same order
-        # the padding repeats the head: no position is drawn twice except the padding
-        np.testing.assert_array_equal(merged, pad_to_multiple(np.array(single), world_size))
-        for s in ranks:  # epoch 1 likewise
-            s.set_epoch(1)
-            np.testing.assert_array_equal(s.local_indices(),
-                                          pad_to_multiple(single_epoch1, world_size)[
-                                              s.rank::world_size])
+        sched = HybridSchedule([segment(make(kind, index, seed=5))], batch_size=3,
+                               max_iters=12, world_size=world_size)
+        g = 3 * world_size
+        for it in range(12):
+            batches = [sched.batch_indices(it, r) for r in range(world_size)]
+            assert {len(b) for b in batches} == {3}  # equal length on every rank
+            merged = np.empty(g, np.int64)
+            for r, b in enumerate(batches):
+                merged[r::world_size] = b
+            np.testing.assert_array_equal(merged, single[it * g:(it + 1) * g])
 
 
 def test_ddp_non_balance_disjoint_and_complete():
     index = long_tail_index(num_images=40)
-    shards = [set(NonBalanceSampler(index, seed=1, rank=r, world_size=4)) for r in range(4)]
+    sched = HybridSchedule([segment(NonBalanceSampler(index, seed=1))], batch_size=10,
+                           max_iters=1, world_size=4)  # one global batch = one epoch
+    shards = [set(sched.batch_indices(0, r).tolist()) for r in range(4)]
     assert sum(len(s) for s in shards) == 40
     assert set().union(*shards) == set(range(40))
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("world_size,rank", [(1, 0), (2, 1), (4, 2)])
-def test_resume_mid_epoch_reproduces_rest(kind, world_size, rank):
+@pytest.mark.parametrize("cut", [0, 7, 80, 123])
+def test_resume_anywhere_reproduces_rest(kind, cut):
+    """A fresh sampler (as after a restart) continues the stream exactly at any position, also
+    inside an epoch and across epoch boundaries."""
     index = long_tail_index(num_images=80)
-    first = make(kind, index, seed=9, rank=rank, world_size=world_size)
-    first.set_epoch(3)
-    it = iter(first)
-    head = [next(it) for _ in range(7)]
-    state = first.state_dict()
-    rest = list(it)
-    assert state["epoch"] == 3 and state["position"] == 7
-    resumed = make(kind, index, seed=9, rank=rank, world_size=world_size)
-    resumed.load_state_dict(state)
-    assert list(resumed) == rest
-    assert head + rest == first.local_indices(3).tolist()
-    # after a full pass the sampler moved on to the start of the next epoch
-    assert (first.epoch, first.position) == (4, 0) == (resumed.epoch, resumed.position)
-
-
-def test_state_dict_position_override_and_checks():
-    index = long_tail_index(num_images=50)
-    s = SoftBalanceSampler(index, 0.5, seed=4)
-    state = s.state_dict(position=12)  # e.g. what the trainer consumed
-    other = SoftBalanceSampler(index, 0.5, seed=4)
-    other.load_state_dict(state)
-    assert list(other) == s.local_indices(0)[12:].tolist()
-    with pytest.raises(ValueError, match="seed"):
-        SoftBalanceSampler(index, 0.5, seed=5).load_state_dict(state)
-    with pytest.raises(ValueError, match="kind"):
-        SoftBalanceSampler(index, 0.7, seed=4).load_state_dict(state)
-    with pytest.raises(ValueError, match="world_size"):
-        SoftBalanceSampler(index, 0.5, seed=4, world_size=2).load_state_dict(state)
+    first = make(kind, index, seed=9)
+    whole = first.stream(0, 300)
+    resumed = make(kind, index, seed=9)
+    np.testing.assert_array_equal(np.concatenate([whole[:cut], resumed.stream(cut, 300)]), whole)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -198,24 +193,6 @@ def test_deterministic_and_no_global_rng(kind):
     assert not np.array_equal(a, c)
 
 
-class _Identity(Dataset):
-    def __len__(self):
-        return 10**9
-
-    def __getitem__(self, i):
-        return i
-
-
-def test_indices_do_not_depend_on_num_workers():
-    index = long_tail_index(num_images=64)
-    drawn = {}
-    for workers in (0, 2):
-        sampler = SoftBalanceSampler(index, 0.5, seed=8)
-        loader = DataLoader(_Identity(), batch_size=8, sampler=sampler, num_workers=workers)
-        drawn[workers] = torch.cat(list(loader)).tolist()
-    assert drawn[0] == drawn[2] == SoftBalanceSampler(index, 0.5, seed=8).local_indices(0).tolist()
-
-
 def test_stream_crosses_epochs():
     index = long_tail_index(num_images=30)
     s = NonBalanceSampler(index, seed=0)
@@ -225,11 +202,10 @@ def test_stream_crosses_epochs():
 
 def test_bad_arguments():
     index = long_tail_index(num_images=30)
-    with pytest.raises(ValueError, match="rank"):
-        NonBalanceSampler(index, rank=2, world_size=2)
     with pytest.raises(ValueError, match="seed"):
         NonBalanceSampler(index, seed=-1)
     empty = ClassImageIndex.from_codes(np.zeros(0, np.int32), np.zeros(0, np.int32), 5, 3)
     with pytest.raises(ValueError, match="no class"):
         ClassAwareSampler(empty)
-    assert len(list(NonBalanceSampler(empty))) == 5  # non-balance still draws unlabelled images
+    # non-balance still draws unlabelled images
+    assert sorted(NonBalanceSampler(empty).epoch_sequence(0).tolist()) == list(range(5))

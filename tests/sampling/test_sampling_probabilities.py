@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.data.hierarchy import Hierarchy, expand_boxes
 from wilddet.data.records import BoxTable
 from wilddet.sampling.probabilities import (
-    ClassImageIndex,
     class_probabilities,
     expected_class_share,
     non_balance_image_probabilities,

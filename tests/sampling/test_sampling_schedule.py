@@ -4,14 +4,17 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import DataLoader, Dataset
 
-from wilddet.sampling.probabilities import ClassImageIndex
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.sampling.samplers import NonBalanceSampler, SoftBalanceSampler
 from wilddet.sampling.schedule import (
+    EmptyPhaseError,
     HybridSchedule,
     ScheduleBatchSampler,
     default_hybrid_schedule,
+    hybrid_phase_iters,
     mixed_segment,
     segment,
     split_batch,
@@ -31,7 +34,7 @@ def index_with(num_images=103, num_classes=9, seed=0, empty=4):
 def test_default_visits_every_image_in_non_balance_phase(world_size, batch_size, max_iters):
     index = index_with()  # 103 images, 4 of them without boxes
     sched = default_hybrid_schedule(index, batch_size=batch_size, max_iters=max_iters,
-                                    world_size=world_size, seed=2)
+                                    world_size=world_size, seed=2, non_balance_min_epochs=1)
     (name0, start0, stop0), (name1, start1, stop1) = sched.phases()
     assert name0 == "non-balance" and name1.startswith("soft-balance")
     assert start0 == 0 and stop0 == start1 and stop1 == max_iters
@@ -50,9 +53,43 @@ def test_phase_at_and_lengths():
     assert sched.phase_at(50) == sched.phase_at(99) == "soft-balance(lam=0.5)"
     with pytest.raises(IndexError):
         sched.phase_at(100)
-    # a short run: the non-balance phase still gets one full epoch (ceil(103 / 4) = 26)
+    # a short run: half of it by default; one full epoch (ceil(103 / 4) = 26) when asked
     short = default_hybrid_schedule(index, batch_size=4, max_iters=30, seed=0)
+    assert short.phases()[0][2] == 15
+    short = default_hybrid_schedule(index, batch_size=4, max_iters=30, seed=0,
+                                    non_balance_min_epochs=1)
     assert short.phases()[0][2] == 26
+
+
+def test_hybrid_phase_iters_hand_worked():
+    kw = {"num_images": 1000, "global_batch_size": 10}
+    assert hybrid_phase_iters(max_iters=300, non_balance_fraction=0.25, **kw) == 75
+    # one epoch = 100 iterations > 75
+    assert hybrid_phase_iters(max_iters=300, non_balance_fraction=0.25,
+                              non_balance_min_epochs=1, **kw) == 100
+    assert hybrid_phase_iters(max_iters=300, non_balance_fraction=0.5,
+                              non_balance_min_epochs=1, **kw) == 150
+    # 1.5 epochs of 1000 images at 16 per iteration: ceil(93.75) = 94
+    assert hybrid_phase_iters(num_images=1000, global_batch_size=16, max_iters=300,
+                              non_balance_fraction=0.0, non_balance_min_epochs=1.5) == 94
+
+
+@pytest.mark.parametrize("kw, phase, cause", [
+    ({"max_iters": 300, "non_balance_fraction": 1.0}, "soft-balance", "fraction"),
+    ({"max_iters": 300, "non_balance_fraction": 0.0}, "non-balance", "fraction"),
+    ({"max_iters": 1, "non_balance_fraction": 0.4}, "non-balance", "fraction"),
+    ({"max_iters": 90, "non_balance_fraction": 0.5, "non_balance_min_epochs": 1},
+     "soft-balance", "min_epochs"),
+])
+def test_empty_phase_is_an_error(kw, phase, cause):
+    with pytest.raises(EmptyPhaseError) as err:
+        hybrid_phase_iters(num_images=1000, global_batch_size=10, **kw)
+    assert err.value.phase == phase and err.value.cause == cause
+    assert f"the {phase} phase is empty" in str(err.value)
+    with pytest.raises(EmptyPhaseError):  # the schedule refuses it too (no silent one-phase run)
+        default_hybrid_schedule(index_with(), batch_size=5, max_iters=kw["max_iters"],
+                                non_balance_fraction=kw["non_balance_fraction"],
+                                non_balance_min_epochs=1e4 * kw.get("non_balance_min_epochs", 0))
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 4])
@@ -119,6 +156,19 @@ def test_batch_sampler_resume_and_dataloader():
     assert [b.tolist() for b in loader] == full
     with pytest.raises(ValueError, match="world_size"):
         ScheduleBatchSampler(sched, 0, world_size=4)
+
+
+def test_indices_do_not_depend_on_num_workers():
+    index = index_with()
+    drawn = {}
+    for workers in (0, 2):
+        sched = HybridSchedule([segment(SoftBalanceSampler(index, 0.5, seed=8))], batch_size=8,
+                               max_iters=8, world_size=2)
+        loader = DataLoader(_Identity(), batch_sampler=ScheduleBatchSampler(sched, rank=1),
+                            num_workers=workers)
+        drawn[workers] = torch.cat(list(loader)).tolist()
+    expected = SoftBalanceSampler(index, 0.5, seed=8).stream(0, 8 * 16)[1::2].tolist()
+    assert drawn[0] == drawn[2] == expected
 
 
 def test_mixed_segment_splits_each_batch():

@@ -12,7 +12,6 @@ class, full precision) and TABLE.png (bar plot of the top gains) next to it.
 from __future__ import annotations
 
 import contextlib
-import csv
 from pathlib import Path
 from typing import Annotated
 
@@ -22,44 +21,11 @@ from rich.table import Table
 
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
+from wilddet.reports.analysis_files import read_class_filter
 from wilddet.reports.csv_logs import read_per_class_ap
-from wilddet.reports.tables import (
-    ComparisonTable,
-    compare_runs,
-    header,
-    rows,
-    to_markdown,
-    write_comparison_csv,
-)
+from wilddet.reports.tables import ComparisonTable, compare_runs, header, rows, write_comparison
 
 _Opt = typer.Option
-
-
-def read_class_filter(path: Path) -> set[str]:
-    """Labels named in a confusion-pairs CSV (``source`` and ``confusion`` columns) or in a
-    ``label`` column."""
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        head = next(reader, None)
-        if not head:
-            raise InputError(path, "empty file: expected a header line", line=1)
-        cols = [c for c in ("source", "confusion") if c in head] or \
-            (["label"] if "label" in head else [])
-        if not cols:
-            raise InputError(path, "needs columns source,confusion (confusion pairs) or label",
-                             line=1, field="source")
-        at = [head.index(c) for c in cols]
-        labels: set[str] = set()
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            for i, c in zip(at, cols):
-                if i >= len(row) or not row[i].strip():
-                    raise InputError(path, "missing value", line=line_no, field=c)
-                labels.add(row[i].strip())
-    return labels
 
 
 def _run_names(paths: list[Path]) -> list[str]:
@@ -90,16 +56,25 @@ def _rich_table(table: ComparisonTable, top: int) -> Table:
 
 
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Per-class AP CSVs (A.csv B.csv ...); gains "
-                                               "are against the first.")],
+    runs: Annotated[list[Path] | None, typer.Argument(help="Per-class AP CSVs (A.csv B.csv ...); "
+                                                      "gains are against the first.")] = None,
     classes_from: Annotated[Path | None, _Opt("--classes-from", help="Restrict to the classes of "
                                               "a confusion-pairs CSV (source,confusion).")] = None,
     top: Annotated[int, _Opt("--top", min=0, help="Rows shown and written to the Markdown, bars "
                              "plotted (0 = all); the CSV has every class.")] = 20,
     out: Annotated[Path | None, _Opt("--out", help="Write TABLE.md, plus TABLE.csv and TABLE.png "
                                      "next to it.")] = None,
+    diagnose: Annotated[tuple[Path, Path] | None, _Opt("--diagnose", help="Two `wilddet "
+                                                      "diagnose` folders A_DIR B_DIR: error "
+                                                      "counts per type side by side with the "
+                                                      "change B − A (--out: TABLE.md + "
+                                                      "TABLE.csv).")] = None,
 ) -> None:
     """Per-class AP side by side with the gain B − A, sorted by gain."""
+    if diagnose is not None:
+        _compare_diagnoses(*diagnose, out)
+        return
+    runs = runs or []
     if len(runs) < 2:
         raise typer.BadParameter("give at least two per-class CSVs", param_hint="RUNS")
     logs = [read_per_class_ap(p) for p in runs]
@@ -112,19 +87,37 @@ def compare(
     console = Console()
     console.print(_rich_table(table, top))
     if out is not None:
-        out_csv, out_png = out.with_suffix(".csv"), out.with_suffix(".png")
-        last = len(names) - 1
-        shown = len(table) if not top else min(top, len(table))
-        from wilddet.reports.plots_compare import plot_top_gains  # matplotlib: load on use
+        out_md, out_csv, out_png = write_comparison(out, table, top)
+        Console(stderr=True).print(f"wrote {out_md}, {out_csv} and {out_png}")
 
-        with contextlib.ExitStack() as stack:  # all three renamed only once all are written
-            stack.enter_context(atomic_path(out)).write_text(to_markdown(table, top),
+
+def _compare_diagnoses(a_dir: Path, b_dir: Path, out: Path | None) -> None:
+    from wilddet.reports.diagnosis_files import read_summary_json
+    from wilddet.reports.error_tables import (
+        compare_diagnoses,
+        header,
+        table_rows,
+        to_markdown,
+        write_error_comparison_csv,
+    )
+
+    names = _run_names([a_dir, b_dir])  # folder names, made unique
+    comparison = compare_diagnoses(read_summary_json(a_dir / "summary.json"),
+                                   read_summary_json(b_dir / "summary.json"),
+                                   (names[0], names[1]))
+    t = Table(title="false positives by error type, and missed ground truth")
+    for i, title in enumerate(header(comparison)):
+        t.add_column(title, justify="left" if i == 0 else "right")
+    for row in table_rows(comparison):
+        t.add_row(*row)
+    Console().print(t)
+    if out is not None:
+        out_csv = out.with_suffix(".csv")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(atomic_path(out)).write_text(to_markdown(comparison),
                                                              encoding="utf-8")
-            write_comparison_csv(stack.enter_context(atomic_path(out_csv)), table)
-            plot_top_gains(stack.enter_context(atomic_path(out_png)), table.names[:shown],
-                           table.gain[last - 1, :shown],
-                           title=f"top AP gains: {names[last]} − {names[0]}")
-        Console(stderr=True).print(f"wrote {out}, {out_csv} and {out_png}")
+            write_error_comparison_csv(stack.enter_context(atomic_path(out_csv)), comparison)
+        Console(stderr=True).print(f"wrote {out} and {out_csv}")
 
 
-__all__ = ["compare", "read_class_filter"]
+__all__ = ["compare"]

@@ -1,236 +1,13 @@
-"""``wilddet demo --out runs/demo``: the whole pipeline on a fresh machine in minutes on a CPU.
-
-1. synthesise a small Open Images-style dataset (``OUT/data``),
-2. analyse it: confusion pairs and the concurrent-rate matrix (``OUT/analysis``),
-3. train a small concurrent-softmax detector with the hybrid sampler schedule (``OUT/train``),
-4. predict on the val split with it and with the same network before training (``OUT/predictions``),
-5. score both with the challenge metric (``OUT/eval``: per-class AP CSV + JSON),
-6. draw detections next to ground truth (``OUT/report/detections.png``) and write
-   ``OUT/report/summary.md``.
-
-Re-running continues where it stopped (the dataset, the analysis and a finished training run
-are reused).
-"""
+"""``wilddet demo --out runs/demo``: the whole pipeline on a fresh machine in minutes on a CPU
+(the steps: ``wilddet.studies.demo``)."""
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from wilddet.config import Config, demo_config, with_overrides
-from wilddet.errors import InputError
-from wilddet.fileio import write_text_atomic
-
-log = logging.getLogger(__name__)
-
-# The demo dataset: sized so that the tiny detector learns it on 2 CPU cores in a few minutes.
-DEMO_SYNTH = {"train_images": 1200, "val_images": 150, "classes": 12, "image_size": 128,
-              "objects_per_image": 2.5, "seed": 0}
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    out_dir: Path
-    trained_map: float
-    untrained_map: float
-    per_class_csv: Path
-    picture: Path
-    summary: Path
-    seconds: dict[str, float]
-
-
-def _synthesise(data_dir: Path, synth: dict, console: Console) -> None:
-    from wilddet.data.synthetic import SynthConfig, write_dataset
-
-    if (data_dir / "synth.json").is_file():
-        saved = json.loads((data_dir / "synth.json").read_text())["config"]
-        if all(saved.get(k) == v for k, v in synth.items()):
-            console.print(f"[1/6] dataset: reusing {data_dir}")
-            return
-        raise InputError(data_dir, "holds another synthetic dataset; remove it or pick "
-                         "another --out")
-    write_dataset(data_dir, SynthConfig(**synth))
-    console.print(f"[1/6] dataset: wrote {data_dir} ({synth['train_images']} train / "
-                  f"{synth['val_images']} val images, {synth['image_size']} px)")
-
-
-def _analyse(data_dir: Path, out: Path, console: Console) -> Path:
-    from wilddet.commands.analyze import analyze_dataset
-
-    rate = out / "concurrent_rate.npz"
-    if not rate.is_file():
-        analysis = analyze_dataset(data_dir / "train-annotations-bbox.csv",
-                                   data_dir / "class-descriptions.csv",
-                                   data_dir / "hierarchy.json", out)
-        console.print(f"[2/6] analysis: {len(analysis.pairs)} confusion pairs with ratio >= 0.1"
-                      f" -> {rate}; report: {out / 'report.md'}")
-    else:
-        console.print(f"[2/6] analysis: reusing {rate}")
-    return rate
-
-
-def _evaluate(config: Config, detections: Path, out_json: Path, out_csv: Path) -> float:
-    from wilddet.commands.evaluate import evaluate_files
-
-    data = config.data
-    _, result = evaluate_files(data.path("val_boxes"), data.path("val_image_labels"),
-                               data.path("classes"), detections, data.path("hierarchy"),
-                               out_json, out_csv)
-    return float(result.mean_ap)
-
-
-def _untrained_detections(config: Config, path: Path) -> None:
-    """Detections of the network as training initialises it (same seed, same architecture)."""
-    import torch
-
-    from wilddet.data.dataset import ImageFolderDataset
-    from wilddet.data.oid_csv import write_detections
-    from wilddet.engine.builders import build_detector, load_meta
-    from wilddet.engine.inference import predict_dataset
-
-    meta = load_meta(config)
-    torch.manual_seed(config.train.seed)  # what engine.train does before building the model
-    model = build_detector(config.model, meta)
-    dataset = ImageFolderDataset(config.data.path("val_images"), uint8=True)
-    dets = predict_dataset(model, dataset, batch_size=config.eval.batch_size)
-    write_detections(path, dets, meta.classes)
-
-
-PICTURE_SCORE_THRESH = 0.3
-
-
-def _picture(config: Config, detections_csv: Path, path: Path, num_images: int = 4) -> Path:
-    from wilddet.data.dataset import ImageFolderDataset
-    from wilddet.data.oid_csv import read_boxes, read_classes, read_detections
-    from wilddet.reports.draw import draw_detections_vs_truth, table_panel
-
-    classes = read_classes(config.data.path("classes"))
-    gt = read_boxes(config.data.path("val_boxes"), classes)
-    dets = read_detections(detections_csv, classes)
-    dataset = ImageFolderDataset(config.data.path("val_images"))
-    images, truth, found = [], [], []
-    for k in range(min(num_images, len(dataset))):
-        image, info = dataset[k]
-        h, w = info["size"]
-        panels = []
-        title_dets = f"detections (score >= {PICTURE_SCORE_THRESH:g})"
-        for table, title in ((gt, "ground truth"), (dets, title_dets)):
-            panels.append(table_panel(f"{info['image_id']}: {title}", table, classes.names,
-                                      info["image_id"], h, w, mark_group_of=True))
-        images.append(image)
-        truth.append(panels[0])
-        found.append(panels[1])
-    return draw_detections_vs_truth(path, images, truth, found,
-                                    score_thresh=PICTURE_SCORE_THRESH)
-
-
-def run_demo(out_dir: str | Path = "runs/demo", *, overrides: list[str] | tuple[str, ...] = (),
-             synth: dict | None = None, progress: bool | None = None,
-             console: Console | None = None) -> DemoResult:
-    """Run the six steps (module docstring) into ``out_dir``; returns both mAPs and paths.
-    ``overrides``: ``--set``-style changes of the demo config (e.g. ``train.max_iters=100``);
-    ``synth``: ``SynthConfig`` fields of the dataset (default ``DEMO_SYNTH``)."""
-    import torch  # here, not at import: `wilddet --help` should not load torch
-
-    synth = dict(DEMO_SYNTH if synth is None else synth)
-    console = console or Console(stderr=True)
-    out = Path(out_dir)
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    _synthesise(out / "data", synth, console)
-    times["synthesise"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    rate = _analyse(out / "data", out / "analysis", console)
-    times["analyse"] = time.perf_counter() - t0
-
-    # the demo scores the model itself below; no evaluation inside training
-    config = with_overrides(demo_config(out / "data", rate), ["eval.period_iters=-1", *overrides])
-    threads_before = torch.get_num_threads()
-    if config.train.num_threads > 0:  # prediction too (see demo_config)
-        torch.set_num_threads(config.train.num_threads)
-    try:
-        return _train_predict_report(config, out, times, synth, progress, console)
-    finally:
-        torch.set_num_threads(threads_before)
-
-
-def _train_predict_report(config: Config, out: Path, times: dict[str, float], synth: dict,
-                          progress: bool | None, console: Console) -> DemoResult:
-    from wilddet.engine.inference import predict
-    from wilddet.engine.train import train
-
-    t0 = time.perf_counter()
-    console.print(f"[3/6] training {config.model.backbone} backbone, "
-                  f"{config.model.classifier_loss} loss, {config.sampling.kind} sampling, "
-                  f"{config.train.max_iters} iterations x {config.train.batch_size} images")
-    result = train(config, out / "train", resume=True, progress=progress)
-    times["train"] = time.perf_counter() - t0
-    console.print(f"      done in {times['train']:.0f} s, last loss "
-                  f"{result.losses.get('loss', float('nan')):.3f}")
-
-    t0 = time.perf_counter()
-    preds = out / "predictions"
-    trained_csv, untrained_csv = preds / "val-detections.csv", preds / "untrained-detections.csv"
-    predict(result.checkpoint, config.data.path("val_images"), trained_csv,
-            batch_size=config.eval.batch_size, device="cpu", num_workers=0, progress=progress)
-    _untrained_detections(config, untrained_csv)
-    times["predict"] = time.perf_counter() - t0
-    console.print(f"[4/6] predictions: {trained_csv} (trained), {untrained_csv} (untrained)")
-
-    t0 = time.perf_counter()
-    ev = out / "eval"
-    trained_map = _evaluate(config, trained_csv, ev / "trained.json", ev / "trained-per-class.csv")
-    untrained_map = _evaluate(config, untrained_csv, ev / "untrained.json",
-                              ev / "untrained-per-class.csv")
-    times["evaluate"] = time.perf_counter() - t0
-    console.print(f"[5/6] challenge metric: {ev / 'trained-per-class.csv'}")
-
-    picture = _picture(config, trained_csv, out / "report" / "detections.png")
-    summary = out / "report" / "summary.md"
-    write_text_atomic(summary, _summary_md(config, synth, trained_map, untrained_map, times,
-                                           out))
-    console.print(f"[6/6] report: {summary}, {picture}")
-
-    table = Table(title="val mAP (Open Images challenge metric)")
-    table.add_column("model")
-    table.add_column("mAP", justify="right")
-    table.add_row("untrained (same network at initialisation)", f"{untrained_map:.4f}")
-    table.add_row(f"trained ({result.iteration} iterations)", f"{trained_map:.4f}")
-    console.print(table)
-    total = sum(times.values())
-    console.print(f"total {total:.0f} s; per-class AP: {ev / 'trained-per-class.csv'}; "
-                  f"picture: {picture}; report: {summary}")
-    return DemoResult(out, trained_map, untrained_map, ev / "trained-per-class.csv", picture,
-                      summary, times)
-
-
-def _summary_md(config: Config, synth: dict, trained: float, untrained: float, times: dict,
-                out: Path) -> str:
-    def fmt(x: float) -> str:
-        return "n/a" if math.isnan(x) else f"{x:.4f}"
-
-    lines = ["# wilddet demo", "",
-             "| model | val mAP |", "|---|---:|",
-             f"| untrained (initial weights) | {fmt(untrained)} |",
-             f"| trained ({config.train.max_iters} iterations) | {fmt(trained)} |", "",
-             "Times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()), "",
-             f"- per-class AP: `{out / 'eval' / 'trained-per-class.csv'}`",
-             f"- detections next to ground truth: `{out / 'report' / 'detections.png'}`",
-             f"- training run (config.toml, metrics.jsonl, tensorboard/): `{out / 'train'}`",
-             "", "Synthetic dataset: " + ", ".join(f"{k}={v}" for k, v in synth.items()),
-             "", "Config:", "", "```toml"]
-    from wilddet.config import dump_toml
-
-    return "\n".join(lines + [dump_toml(config), "```", ""])
 
 
 def demo(
@@ -239,10 +16,21 @@ def demo(
                                    "e.g. train.max_iters=200 (repeatable)."),
 ) -> None:
     """Synthesise data, analyse it, train a CSM detector, predict, evaluate, draw: end to end."""
-    result = run_demo(out, overrides=set_)
+    from wilddet.studies.demo import run_demo
+
+    console = Console(stderr=True)
+    result = run_demo(out, overrides=set_, say=console.print)
+    table = Table(title="val mAP (Open Images challenge metric)")
+    table.add_column("model")
+    table.add_column("mAP", justify="right")
+    table.add_row("untrained (same network at initialisation)", f"{result.untrained_map:.4f}")
+    table.add_row(f"trained ({result.iterations} iterations)", f"{result.trained_map:.4f}")
+    console.print(table)
+    console.print(f"total {sum(result.seconds.values()):.0f} s; per-class AP: "
+                  f"{result.per_class_csv}; picture: {result.picture}; report: {result.summary}")
     if not result.trained_map > result.untrained_map:
-        Console(stderr=True).print("[bold red]the trained model did not beat the untrained one")
+        console.print("[bold red]the trained model did not beat the untrained one")
         raise typer.Exit(1)
 
 
-__all__ = ["DEMO_SYNTH", "DemoResult", "demo", "run_demo"]
+__all__ = ["demo"]

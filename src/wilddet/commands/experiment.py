@@ -1,5 +1,5 @@
-"""``wilddet experiment csm-grid|samplers CONFIG --out DIR``: the paper's ablation studies
-(see ``wilddet.engine.experiments``)."""
+"""``wilddet experiment csm-grid|samplers|losses|samplers-overfit CONFIG --out DIR``: the
+paper's ablation studies (see ``wilddet.studies``)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def csm_grid(
     """Train softmax and concurrent-softmax models and test each both ways: the four
     balance_*.csv logs, the Table 1 gain table on co-occurring classes, figure1.png and
     summary.md."""
-    from wilddet.engine.experiments import run_csm_grid
+    from wilddet.studies.csm_grid import run_csm_grid
 
     console = _console()
     result = run_csm_grid(_load(config, overrides), out, say=console.print,
@@ -64,7 +64,7 @@ def samplers(
 ) -> None:
     """Train non-balance, class-aware, soft-balance (each λ) and hybrid: per-class logs, mAP by
     head / middle / tail classes, figure2.png and summary.md."""
-    from wilddet.engine.experiments import run_sampler_study
+    from wilddet.studies.samplers import run_sampler_study
 
     lam_values = _parse_lams(lams)
     console = _console()
@@ -74,3 +74,53 @@ def samplers(
         console.print(f"{name:>18}: mAP {g['all']:.4f}  head {g['head']:.4f}  "
                       f"middle {g['middle']:.4f}  tail {g['tail']:.4f}")
     console.print(f"summary: {result.summary}\nfigure: {result.figure}")
+
+
+def _run_study(study: str, config: Path, out: Path, arms: str, seeds: str,
+               reference: str | None, replicates: int, overrides: list[str]) -> None:
+    from wilddet.studies.ablation import run_ablation, study_plan
+    from wilddet.studies.arms import parse_seeds
+
+    plan = study_plan(study, arms, parse_seeds(seeds), reference=reference,
+                      replicates=replicates)
+    console = _console()
+    report = run_ablation(_load(config, overrides), out, plan, say=console.print)
+    console.print(f"summary: {report.summary}")
+
+
+@app.command("losses")
+def losses(
+    config: Path = typer.Argument(..., help="Training config (TOML or YAML)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (resumed if it exists)."),
+    arms: str = typer.Option("", "--arms", help="Comma-separated arms (default all): softmax, "
+                             "softmax_expand, softmax_csm, sigmoid, csm_r0, csm, csm_no_hier, "
+                             "eql, eqlv2, seesaw, seesaw_csm, federated."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated."),
+    reference: str = typer.Option(None, "--reference", help="Arm the paired differences are "
+                                  "taken to (default softmax_expand)."),
+    replicates: int = typer.Option(1000, "--replicates", help="Bootstrap replicates."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value."),
+) -> None:
+    """Loss arms one switch apart (softmax, its expanded evaluation, sigmoid, CSM with r = 0 and
+    with the analyzer's r, EQL, EQLv2, Seesaw, federated): group mAP with bootstrap intervals,
+    paired differences, post-hoc choices on a tuning half, summary.md."""
+    _run_study("losses", config, out, arms, seeds, reference, replicates, overrides)
+
+
+@app.command("samplers-overfit")
+def samplers_overfit(
+    config: Path = typer.Argument(..., help="Training config (TOML or YAML)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (resumed if it exists)."),
+    arms: str = typer.Option("", "--arms", help="Comma-separated arms (default all): "
+                             "non_balance, class_aware, class_aware_cyclic, soft_balance_0.25, "
+                             "soft_balance_0.5, soft_balance_0.75, hybrid_nb_first, "
+                             "hybrid_sb_first."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated."),
+    reference: str = typer.Option(None, "--reference", help="Arm the paired differences are "
+                                  "taken to (default class_aware)."),
+    replicates: int = typer.Option(1000, "--replicates", help="Bootstrap replicates."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value."),
+) -> None:
+    """Sampler arms in an over-fitting set-up: tail AP on training images beside val, confident
+    detections and their precision, group mAP with bootstrap intervals, summary.md."""
+    _run_study("samplers-overfit", config, out, arms, seeds, reference, replicates, overrides)

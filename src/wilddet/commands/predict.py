@@ -1,5 +1,6 @@
 """``wilddet predict --checkpoint CKPT --images DIR [--image-list IDS.txt]
-[--test-scores {softmax,concurrent_softmax}] --out DETECTIONS.csv [--kaggle SUBMISSION.csv]``."""
+[--test-scores NAME] --out DETECTIONS.csv [--kaggle SUBMISSION.csv]``; NAME is one of
+``wilddet.model.choices.CLASSIFIERS`` (a loss's name = its natural scores)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 
 from wilddet.errors import InputError
+from wilddet.model.choices import CLASSIFIERS
 
 
 def predict(
@@ -19,7 +21,8 @@ def predict(
     image_list: Path | None = typer.Option(None, "--image-list", help="Only these ImageIDs "
                                            "(one per line); default every image in --images."),
     test_scores: str | None = typer.Option(None, "--test-scores", help="Score activation: "
-                                           "softmax or concurrent_softmax (default: the "
+                                           "the natural scores of a loss, one of "
+                                           f"{', '.join(CLASSIFIERS)} (default: the "
                                            "checkpoint's model.test_scores)."),
     kaggle: Path | None = typer.Option(None, "--kaggle", help="Also write the Kaggle submission "
                                        "(ImageId,PredictionString)."),

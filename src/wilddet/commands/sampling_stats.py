@@ -2,61 +2,30 @@
 
 Shapes: ``I`` images, ``C`` classes.
 
-STATS.csv has one row per class (class-descriptions order), columns exactly
-``label,name,images,expected_share,realized_share``: N_c, the closed-form probability that a drawn
-image contains the class (``wilddet.sampling.probabilities``), and the share observed in
-``--num-samples`` draws (positions 0..n-1 of the sampler's stream, world size 1).
+STATS.csv (``wilddet.reports.sampling_files``): per class N_c, the closed-form probability that a
+drawn image contains the class, and the share observed in ``--num-samples`` draws (positions
+0..n-1 of the sampler's stream, ``sampling.samplers.class_shares``).
 """
 
 from __future__ import annotations
 
-import csv
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, get_args
 
 import numpy as np
 import typer
 from rich.console import Console
 
+from wilddet.config import SamplerKind
 from wilddet.data.hierarchy import read_hierarchy
 from wilddet.data.oid_csv import read_boxes, read_classes
 from wilddet.errors import InputError
-from wilddet.fileio import atomic_path
+from wilddet.reports.sampling_files import write_sampling_stats
 
-if TYPE_CHECKING:
-    from wilddet.sampling import ClassImageIndex
-
-STATS_COLUMNS = ("label", "name", "images", "expected_share", "realized_share")
-
-
-class SamplerKind(str, Enum):
-    non_balance = "non-balance"
-    class_aware = "class-aware"
-    soft_balance = "soft-balance"
-    repeat_factor = "repeat-factor"
-
-
-def build_sampler(kind: SamplerKind, index: ClassImageIndex, *, lam: float,
-                  repeat_threshold: float, seed: int):
-    """One sampler for world size 1 (a single ``match``, no registry)."""
-    # imported here: wilddet.sampling pulls in torch, which `wilddet --help` should not pay for
-    from wilddet.sampling import (
-        ClassAwareSampler,
-        NonBalanceSampler,
-        RepeatFactorSampler,
-        SoftBalanceSampler,
-    )
-
-    match SamplerKind(kind):
-        case SamplerKind.non_balance:
-            return NonBalanceSampler(index, seed=seed)
-        case SamplerKind.class_aware:
-            return ClassAwareSampler(index, seed=seed)
-        case SamplerKind.soft_balance:
-            return SoftBalanceSampler(index, lam, seed=seed)
-        case SamplerKind.repeat_factor:
-            return RepeatFactorSampler(index, repeat_threshold, seed=seed)
+# typer's choices: the config's sampler kinds that are one sampler (not the hybrid schedule)
+SamplerChoice = Enum("SamplerChoice", {k.replace("-", "_"): k for k in get_args(SamplerKind)
+                                       if k != "hybrid"}, type=str)
 
 
 _Opt = typer.Option
@@ -65,7 +34,7 @@ _Opt = typer.Option
 def sampling_stats(
     boxes: Annotated[Path, _Opt("--boxes", help="Ground-truth boxes CSV (13- or 7-column).")],
     classes: Annotated[Path, _Opt("--classes", help="Class descriptions CSV.")],
-    sampler: Annotated[SamplerKind, _Opt("--sampler", help="Which sampler to measure.")],
+    sampler: Annotated[SamplerChoice, _Opt("--sampler", help="Which sampler to measure.")],
     out: Annotated[Path, _Opt("--out", help="Output STATS.csv.")],
     lam: Annotated[float, _Opt("--lam", help="Soft-balance λ: P(c) ∝ N_c^λ.")] = 0.5,
     repeat_threshold: Annotated[float, _Opt("--repeat-threshold", min=0.0,
@@ -83,26 +52,20 @@ def sampling_stats(
     class_list = read_classes(classes)
     table = read_boxes(boxes, class_list)
     tree = None if hierarchy is None else read_hierarchy(hierarchy, class_list)
-    from wilddet.sampling import ClassImageIndex
+    from wilddet.data.class_index import ClassImageIndex
 
     index = ClassImageIndex.from_codes(table.image_codes, table.label_codes, table.num_images,
                                        len(class_list), hierarchy=tree)
+    from wilddet.sampling.samplers import build_sampler, class_shares
+
     try:
-        chosen = build_sampler(sampler, index, lam=lam, repeat_threshold=repeat_threshold,
-                               seed=seed)
+        chosen = build_sampler(SamplerChoice(sampler).value, index, lam=lam,
+                               repeat_threshold=repeat_threshold, seed=seed)
     except ValueError as e:  # e.g. a file without boxes: nothing to draw
         raise InputError(boxes, str(e)) from None
-    expected = index.class_share(chosen.image_probabilities())  # [C]
-    drawn = chosen.stream(0, num_samples)  # [num_samples] image codes
-    realized = index.class_share(np.bincount(drawn, minlength=index.num_images)) / num_samples
+    expected, realized = class_shares(chosen, num_samples)  # [C] each
     n_c = index.images_per_class
-
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(STATS_COLUMNS)
-        for c in range(len(class_list)):
-            writer.writerow([class_list.labels[c], class_list.names[c], int(n_c[c]),
-                             f"{expected[c]:.8g}", f"{realized[c]:.8g}"])
+    write_sampling_stats(out, class_list, n_c, expected, realized)
     if plot is not None:
         from wilddet.reports.plots_sampling import plot_class_shares
 

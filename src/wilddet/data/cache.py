@@ -15,7 +15,7 @@ Layout: ``<cache root>/<csv name>-<key>/`` holds
 - ``image_ids [I] |S<w>`` (UTF-8 bytes, sorted, so ``image_code`` is a binary search);
 - ``row_order [N] int64``, ``row_offsets [I+1] int64``: rows of image i are
   ``row_order[row_offsets[i]:row_offsets[i+1]]`` (``records.rows_by_image``);
-- the ``sampling.ClassImageIndex`` CSRs (``image_offsets``, ``image_classes``,
+- the ``data.class_index.ClassImageIndex`` CSRs (``image_offsets``, ``image_classes``,
   ``class_offsets``, ``class_images``);
 - ``meta.json`` (version, source file, counts, class-list hash).
 
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.data.records import BoxTable, ClassList, rows_by_image
 from wilddet.errors import InputError
 
@@ -129,22 +130,12 @@ class BoxCache:
     def class_image_index(self):
         """The samplers' ``ClassImageIndex`` over these images (raw, not hierarchy-expanded),
         backed by the mapped arrays."""
-        from wilddet.sampling.probabilities import ClassImageIndex
-
         return ClassImageIndex(self.num_images, self.num_classes, self.image_offsets,
                                self.image_classes, self.class_offsets, self.class_images)
-
-    def box_table(self) -> BoxTable:
-        """A ``BoxTable`` view (materialises the [I] image-ID strings; the rest stays mapped)."""
-        ids = np.array([s.decode("utf-8") for s in self.image_ids.tolist()], dtype=object)
-        return BoxTable(self.image_codes, self.label_codes, self.boxes_norm, self.is_group_of,
-                        ids)
 
 
 def _columns(table: BoxTable, num_classes: int) -> dict[str, np.ndarray]:
     """All cached arrays of ``table`` with the image vocabulary re-coded in sorted order."""
-    from wilddet.sampling.probabilities import ClassImageIndex
-
     ids = np.asarray([str(s).encode("utf-8") for s in table.image_ids], dtype=bytes)
     if len(ids) == 0:
         ids = np.zeros(0, dtype="S1")
@@ -208,6 +199,7 @@ def open_box_cache(csv_path: str | os.PathLike, classes: ClassList, *,
     """Map the cache of box CSV ``csv_path`` read with ``classes``, building it first if needed.
 
     Bad input in the CSV raises ``InputError`` (from ``oid_csv.read_boxes``) and leaves no cache.
+    A ``.json`` path is a COCO / LVIS ground truth (``data.coco.split.json_boxes``).
     Safe to call from many processes at once: one builds under a file lock, the others wait.
     """
     csv_path = Path(csv_path)
@@ -227,7 +219,12 @@ def _build(csv_path: Path, classes: ClassList, root: Path, final: Path) -> None:
     from wilddet.data.oid_csv import read_boxes
 
     start = time.perf_counter()
-    table = read_boxes(csv_path, classes)
+    if csv_path.suffix.lower() == ".json":  # data.format coco|lvis: the same cache
+        from wilddet.data.coco.split import json_boxes
+
+        table = json_boxes(csv_path, classes)
+    else:
+        table = read_boxes(csv_path, classes)
     arrays = _columns(table, len(classes))
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

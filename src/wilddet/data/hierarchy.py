@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wilddet.data.csr import csr_from_lists, expand_rows
 from wilddet.data.records import BoxTable, ClassList, ImageLabelTable
 from wilddet.errors import InputError
 
@@ -54,32 +55,19 @@ class Hierarchy:
             m[code, anc] = True
         return m
 
-    def _csr(self, relatives: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(offsets [C+1], values) of [self, relatives...] per class."""
-        lists = [np.concatenate([[code], rel]).astype(np.int32) for code, rel in enumerate(relatives)]
-        lengths = np.array([len(x) for x in lists], dtype=np.int64)
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        values = np.concatenate(lists) if lists else np.zeros(0, np.int32)
-        return offsets, values
+    def self_and_ancestors(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (offsets [C+1] int64, values int32) of [c, ancestors(c)...] per class c."""
+        return csr_from_lists([np.concatenate([[c], a]) for c, a in enumerate(self.ancestors)])
 
-
-def _expand_rows(label_codes: np.ndarray, offsets: np.ndarray, values: np.ndarray):
-    """For each row r: its own code then its relatives. Returns (source_row [N'], new_label [N'])."""
-    lengths = (offsets[1:] - offsets[:-1])[label_codes]
-    source = np.repeat(np.arange(len(label_codes), dtype=np.int64), lengths)
-    # position of each output row inside its row's run
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    within = np.arange(len(source), dtype=np.int64) - starts
-    new_labels = values[offsets[label_codes[source]] + within]
-    return source, new_labels
+    def self_and_descendants(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (offsets [C+1] int64, values int32) of [c, descendants(c)...] per class c."""
+        return csr_from_lists([np.concatenate([[c], d]) for c, d in enumerate(self.descendants)])
 
 
 def expand_boxes(boxes: BoxTable, hierarchy: Hierarchy) -> BoxTable:
     """Copy every box to each ancestor of its class (spec §6); rows keep file order, each original
     row immediately followed by its copies. Coordinates and IsGroupOf are copied unchanged."""
-    offsets, values = hierarchy._csr(hierarchy.ancestors)
-    source, new_labels = _expand_rows(boxes.label_codes, offsets, values)
+    source, new_labels = expand_rows(boxes.label_codes, *hierarchy.self_and_ancestors())
     out = boxes.take(source)
     return BoxTable(out.image_codes, new_labels.astype(np.int32), out.boxes_norm,
                     out.is_group_of, out.image_ids, out.scores)
@@ -87,13 +75,12 @@ def expand_boxes(boxes: BoxTable, hierarchy: Hierarchy) -> BoxTable:
 
 def expand_image_labels(labels: ImageLabelTable, hierarchy: Hierarchy) -> ImageLabelTable:
     """Positive rows -> row + ancestors, negative rows -> row + descendants (spec §6)."""
-    up_off, up_val = hierarchy._csr(hierarchy.ancestors)
-    down_off, down_val = hierarchy._csr(hierarchy.descendants)
     positive = labels.confidence == 1
     parts = []
-    for mask, (off, val) in ((positive, (up_off, up_val)), (~positive, (down_off, down_val))):
+    for mask, csr in ((positive, hierarchy.self_and_ancestors()),
+                      (~positive, hierarchy.self_and_descendants())):
         rows = np.flatnonzero(mask)
-        src, new = _expand_rows(labels.label_codes[rows], off, val)
+        src, new = expand_rows(labels.label_codes[rows], *csr)
         parts.append((rows[src], new))
     source = np.concatenate([p[0] for p in parts])
     new_labels = np.concatenate([p[1] for p in parts]).astype(np.int32)

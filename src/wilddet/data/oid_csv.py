@@ -26,8 +26,6 @@ from wilddet.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
-BOX_COLUMNS_FULL = ("ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
-                    "IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
 BOX_COLUMNS_SHORT = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf")
 LABEL_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
 DETECTION_COLUMNS = ("ImageID", "LabelName", "Score", "XMin", "XMax", "YMin", "YMax")
@@ -219,6 +217,41 @@ def read_image_labels(path: str | os.PathLike, classes: ClassList) -> ImageLabel
     return ImageLabelTable(images, labels, conf.astype(np.int8), image_ids)
 
 
+BOX_ATTRIBUTE_COLUMNS = ("Source", "Confidence", "IsOccluded", "IsTruncated", "IsDepiction",
+                         "IsInside")
+
+
+def read_attribute_columns(path: str | os.PathLike,
+                           names: tuple[str, ...] = BOX_ATTRIBUTE_COLUMNS,
+                           float_columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The columns of ``names`` the file has, in row order: ``Source`` as str (object array),
+    ``float_columns`` as float64 (e.g. the coordinates at full precision), the others as int64
+    (an OID flag may be -1, unknown). Call after the file's reader validated it; a value that
+    is not an integer raises InputError at its line."""
+    path = _check_file(path)
+    header = _header(path)
+    present = [n for n in names if n in header]
+    if not present:
+        return {}
+    cols = {n: pa.string() if n == "Source" else pa.float64() for n in present}
+    table = _read_table(path, cols)
+    _check_no_nulls(path, table, cols)
+    out: dict[str, np.ndarray] = {}
+    for n in present:
+        if n == "Source":
+            out[n] = np.asarray(table.column(n).to_pylist(), dtype=object)
+            continue
+        values = table.column(n).to_numpy()
+        if n in float_columns:
+            out[n] = values
+            continue
+        if (values != np.round(values)).any():
+            row = _first_row(values != np.round(values))
+            raise InputError(path, f"{values[row]:g} is not an integer", line=row + 2, field=n)
+        out[n] = values.astype(np.int64)
+    return out
+
+
 def read_detections(path: str | os.PathLike, classes: ClassList) -> BoxTable:
     """Detections: ``ImageID,LabelName,Score,XMin,XMax,YMin,YMax`` or the Kaggle submission
     ``ImageId,PredictionString`` ("LabelName Score XMin YMin XMax YMax ..."). Coordinates are not
@@ -315,8 +348,12 @@ def _take_strings(vocab: np.ndarray, codes: np.ndarray) -> pa.Array:
 
 
 def write_boxes(path: str | os.PathLike, boxes: BoxTable, classes: ClassList,
-                source: str = "xclick", short_format: bool = False) -> None:
-    """Write ground truth in the 13-column format (or the 7-column challenge format)."""
+                source: str = "xclick", short_format: bool = False,
+                attributes: dict[str, np.ndarray] | None = None) -> None:
+    """Write ground truth in the 13-column format (or the 7-column challenge format).
+
+    ``attributes``: per-row values of ``BOX_ATTRIBUTE_COLUMNS`` (as ``read_attribute_columns``
+    returns them) replacing the defaults (``source``, Confidence 1, flags 0)."""
     n = len(boxes)
     cols: dict[str, object] = {"ImageID": _take_strings(boxes.image_ids, boxes.image_codes)}
     if not short_format:
@@ -333,15 +370,30 @@ def write_boxes(path: str | os.PathLike, boxes: BoxTable, classes: ClassList,
         cols.update(IsOccluded=zeros, IsTruncated=zeros,
                     IsGroupOf=boxes.is_group_of.astype(np.int8), IsDepiction=zeros,
                     IsInside=zeros)
+    for name, values in (attributes or {}).items():
+        if name in cols:
+            cols[name] = pa.array(list(values), pa.string()) if name == "Source" else \
+                np.asarray(values, np.int64)
     _write_arrow(path, cols)
 
 
+def write_classes(path: str | os.PathLike, classes: ClassList) -> None:
+    """``LabelName,DisplayName`` rows, no header (csv-quoted where a name needs it)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        for label, name in zip(classes.labels, classes.names):
+            writer.writerow([label, name])
+
+
 def write_image_labels(path: str | os.PathLike, labels: ImageLabelTable, classes: ClassList,
-                       source: str = "verification") -> None:
+                       source: str | np.ndarray = "verification") -> None:
+    """``ImageID,Source,LabelName,Confidence``; ``source``: one string or [L] per row."""
     n = len(labels)
+    sources = np.full(n, source, dtype=object) if isinstance(source, str) else \
+        np.asarray(source, dtype=object)
     _write_arrow(path, {
         "ImageID": _take_strings(labels.image_ids, labels.image_codes),
-        "Source": pa.array(np.full(n, source, dtype=object), pa.string()),
+        "Source": pa.array(list(sources), pa.string()),
         "LabelName": _take_strings(classes.labels, labels.label_codes),
         "Confidence": labels.confidence.astype(np.int8),
     })

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wilddet.data.csr import offsets_of_codes
+
 
 @dataclass(frozen=True)
 class ClassList:
@@ -83,8 +85,4 @@ class ImageLabelTable:
 def rows_by_image(image_codes: np.ndarray, num_images: int) -> tuple[np.ndarray, np.ndarray]:
     """Group rows by image in O(N): returns (order [N] int64, offsets [I+1] int64) so that the rows
     of image i are ``order[offsets[i]:offsets[i+1]]``, in file order (stable)."""
-    order = np.argsort(image_codes, kind="stable")
-    counts = np.bincount(image_codes, minlength=num_images)
-    offsets = np.zeros(num_images + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return order, offsets
+    return np.argsort(image_codes, kind="stable"), offsets_of_codes(image_codes, num_images)

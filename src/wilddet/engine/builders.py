@@ -9,7 +9,9 @@ so a checkpoint's model is rebuilt with exactly the architecture it was trained 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +19,14 @@ import numpy as np
 import torch
 
 from wilddet.config import Config, ModelConfig, OptimConfig, SamplingConfig
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.data.hierarchy import Hierarchy, read_hierarchy
 from wilddet.data.oid_csv import read_classes
+from wilddet.data.rate_file import read_rate_file
 from wilddet.data.records import ClassList
 from wilddet.errors import InputError
-from wilddet.sampling import (
-    ClassImageIndex,
-    HybridSchedule,
-    NonBalanceSampler,
-    RepeatFactorSampler,
-    SoftBalanceSampler,
-    default_hybrid_schedule,
-    segment,
-)
+from wilddet.sampling import HybridSchedule, default_hybrid_schedule, segment
+from wilddet.sampling.samplers import build_sampler
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +53,34 @@ def require_file(config: Config, name: str) -> Path:
 def load_meta(config: Config) -> DatasetMeta:
     """Read the class list, the hierarchy (if ``data.hierarchy``) and the rate matrix (if
     ``model.rate_file``)."""
-    classes = read_classes(require_file(config, "classes"))
-    hierarchy = None
-    if config.data.hierarchy:
-        hierarchy = read_hierarchy(require_file(config, "hierarchy"), classes)
+    if config.data.format != "oid":
+        classes, hierarchy = json_label_space(config)
+    else:
+        classes = read_classes(require_file(config, "classes"))
+        hierarchy = None
+        if config.data.hierarchy:
+            hierarchy = read_hierarchy(require_file(config, "hierarchy"), classes)
     rate = None
     if config.model.rate_file:
-        rate = read_rate_file(Path(config.model.rate_file), classes)
+        rate = read_rate_file(Path(config.model.rate_file), classes.labels)
     return DatasetMeta(classes, hierarchy, rate)
 
 
-def read_rate_file(path: Path, classes: ClassList) -> np.ndarray:
-    """[C, C] float32 rate from ``wilddet analyze``'s ``concurrent_rate.npz`` in ``classes``
-    order (``model.load_rate_matrix``; InputError naming the file when it does not fit)."""
-    from wilddet.model.build import load_rate_matrix
+def json_label_space(config: Config) -> tuple[ClassList, Hierarchy | None]:
+    """``data.format = "coco"|"lvis"``: the classes are the training json's categories; the
+    hierarchy its ``oid_hierarchy``, else ``data.hierarchy`` when that file exists, else none."""
+    from wilddet.data.coco.split import load_json_split
+    from wilddet.data.hierarchy import parse_hierarchy
 
-    return load_rate_matrix(path, classes.labels)
+    path = require_file(config, "train_annotations")
+    _, tables = load_json_split(path, config.data.format)
+    if tables.hierarchy is not None:
+        return tables.classes, parse_hierarchy(tables.hierarchy, tables.classes,
+                                               f"{path}:oid_hierarchy")
+    tree = config.data.path("hierarchy")
+    if tree is not None and tree.is_file():
+        return tables.classes, read_hierarchy(tree, tables.classes)
+    return tables.classes, None
 
 
 def hierarchy_to_state(hierarchy: Hierarchy | None) -> dict | None:
@@ -91,38 +100,109 @@ def hierarchy_from_state(state: dict | None) -> Hierarchy | None:
                      np.asarray(state["depth"], np.int32), tuple(state["missing"]))
 
 
-def build_detector(model_cfg: ModelConfig, meta: DatasetMeta) -> torch.nn.Module:
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a classifier head needs from a training run besides its config: the samplers'
+    class <-> image index over the training items (class frequencies), the run seed and this
+    process's rank (the federated draw), and ``reduce_sum`` (sum of a tensor over the ranks;
+    the identity in one process) for the heads whose state is summed over ranks."""
+
+    index: ClassImageIndex
+    seed: int = 0
+    rank: int = 0
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def build_detector(model_cfg: ModelConfig, meta: DatasetMeta,
+                   training: TrainingContext | None = None) -> torch.nn.Module:
     """The Faster R-CNN of ``wilddet.model.build`` for ``meta``'s classes, configured by
-    ``model_cfg``. Initialisation draws from torch's global generator (seed it first)."""
+    ``model_cfg``, with the classifier of ``build_classifier``. ``training`` None (inference,
+    a checkpoint follows): heads that need training-data statistics leave them unset until
+    ``load_state_dict``. Initialisation draws from torch's global generator (seed it first)."""
     from wilddet.model.build import build_model
 
-    pretrained = model_cfg.pretrained_backbone or None
-    if pretrained not in (None, "DEFAULT") and not Path(pretrained).is_file():
+    pretrained = model_cfg.pretrained_backbone
+    if pretrained not in ("", "DEFAULT") and not Path(pretrained).is_file():
         raise InputError(pretrained, "backbone weights not found (model.pretrained_backbone)")
     use_hierarchy = model_cfg.multi_hot and model_cfg.hierarchy_targets
-    m = model_cfg
-    test_rate = None
-    if m.csm_test_hierarchy_pairs and meta.hierarchy is not None:
-        from wilddet.stats.concurrency import add_hierarchy_pairs
+    return build_model(build_classifier(model_cfg, meta, training),
+                       detector_settings(model_cfg),
+                       hierarchy=meta.hierarchy if use_hierarchy else None)
 
-        base = meta.rate if meta.rate is not None else \
-            np.zeros((len(meta.classes),) * 2, np.float32)
-        test_rate = add_hierarchy_pairs(base, meta.hierarchy)
-    return build_model(
-        len(meta.classes), backbone=m.backbone, classifier_loss=m.classifier_loss,
-        test_scores=m.test_scores, rate=meta.rate, test_rate=test_rate, tau=m.csm_tau,
-        hierarchy=meta.hierarchy if use_hierarchy else None, multi_hot=m.multi_hot,
-        multi_hot_iou=m.multi_hot_iou, class_agnostic_regression=m.class_agnostic_regression,
-        normalize_by_positives=m.normalize_by_positives,
-        trainable_backbone_layers=m.trainable_backbone_layers, pretrained_backbone=pretrained,
-        min_size=m.min_size_px, max_size=m.max_size_px, box_score_thresh=m.box_score_thresh,
-        box_nms_thresh=m.box_nms_thresh, box_detections_per_img=m.box_detections_per_img,
-        box_batch_size_per_image=m.box_batch_size_per_image,
-        rpn_batch_size_per_image=m.rpn_batch_size_per_image,
-        rpn_pre_nms_top_n_train=m.rpn_pre_nms_top_n_train,
-        rpn_post_nms_top_n_train=m.rpn_post_nms_top_n_train,
-        rpn_pre_nms_top_n_test=m.rpn_pre_nms_top_n_test,
-        rpn_post_nms_top_n_test=m.rpn_post_nms_top_n_test)
+
+def detector_settings(model_cfg: ModelConfig):
+    """``model.build.DetectorSettings`` from the ``[model]`` fields of the same names."""
+    from wilddet.model.build import DetectorSettings
+
+    names = {f.name for f in dataclasses.fields(DetectorSettings)}
+    return DetectorSettings(**{f.name: getattr(model_cfg, f.name)
+                               for f in dataclasses.fields(model_cfg) if f.name in names})
+
+
+def csm_test_rate(model_cfg: ModelConfig, meta: DatasetMeta) -> np.ndarray | None:
+    """[C, C] rate of test-time CSM scores: the training rate, plus r = 1 between each class and
+    its ancestors with ``model.csm_test_hierarchy_pairs`` (when a hierarchy is loaded)."""
+    if not (model_cfg.csm_test_hierarchy_pairs and meta.hierarchy is not None):
+        return meta.rate
+    from wilddet.stats.concurrency import add_hierarchy_pairs
+
+    base = meta.rate if meta.rate is not None else np.zeros((len(meta.classes),) * 2, np.float32)
+    return add_hierarchy_pairs(base, meta.hierarchy)
+
+
+def build_classifier(model_cfg: ModelConfig, meta: DatasetMeta,
+                     training: TrainingContext | None = None):
+    """The ``model.classifiers`` head of ``model.classifier_loss`` with its config section,
+    ``meta``'s rate and the test-time scores ``model.test_scores``."""
+    from wilddet.model import classifiers as heads
+
+    m = model_cfg
+    num_classes = len(meta.classes)
+    scoring = {"test_scores": m.test_scores, "test_rate": csm_test_rate(m, meta),
+               "tau": m.csm_tau}
+    counts, num_images, seed, rank, reduce_sum = None, 1, 0, 0, None  # inference
+    if training is not None:
+        counts, num_images = class_image_counts(
+            training.index, meta.hierarchy if m.multi_hot and m.hierarchy_targets else None)
+        seed, rank, reduce_sum = training.seed, training.rank, training.reduce_sum
+    match m.classifier_loss:
+        case "softmax":
+            return heads.SoftmaxCE(num_classes, **scoring)
+        case "concurrent_softmax":
+            return heads.ConcurrentSoftmax(num_classes, meta.rate,
+                                           normalize_by_positives=m.normalize_by_positives,
+                                           **scoring)
+        case "sigmoid":
+            return heads.SigmoidBCE(num_classes, **scoring)
+        case "eql":
+            return heads.EQL(num_classes, counts, num_images, lam=m.eql.lam, **scoring)
+        case "eqlv2":
+            return heads.EQLv2Head(num_classes, gamma=m.eqlv2.gamma, mu=m.eqlv2.mu,
+                                   alpha=m.eqlv2.alpha, reduce_sum=reduce_sum, **scoring)
+        case "seesaw":
+            return heads.SeesawHead(num_classes, meta.rate if m.seesaw.use_rate else None,
+                                    p=m.seesaw.p, q=m.seesaw.q, eps=m.seesaw.eps,
+                                    reduce_sum=reduce_sum, **scoring)
+        case "federated":
+            return heads.Federated(num_classes, counts,
+                                   num_sampled_classes=m.federated.num_sampled_classes,
+                                   freq_power=m.federated.freq_power, seed=seed, rank=rank,
+                                   **scoring)
+        case other:  # pragma: no cover - ModelConfig rules it out
+            raise ValueError(f"unknown model.classifier_loss {other!r}")
+
+
+def class_image_counts(index: ClassImageIndex, hierarchy: Hierarchy | None
+                       ) -> tuple[np.ndarray, int]:
+    """(N_c [C] images of the index that contain class c, I images): the class frequencies of
+    the heads; with ``hierarchy``, an image also counts for every ancestor of its classes (the
+    targets of a run that expands them). Expanding an expanded index changes nothing."""
+    if hierarchy is None:
+        return index.images_per_class, index.num_images
+    images = np.repeat(np.arange(index.num_images), index.classes_per_image)
+    expanded = ClassImageIndex.from_codes(images, index.image_classes, index.num_images,
+                                          index.num_classes, hierarchy)
+    return expanded.images_per_class, index.num_images
 
 
 def build_schedule(sampling: SamplingConfig, index: ClassImageIndex, *, batch_size: int,
@@ -133,17 +213,12 @@ def build_schedule(sampling: SamplingConfig, index: ClassImageIndex, *, batch_si
         case "hybrid":
             return default_hybrid_schedule(index, batch_size=batch_size, max_iters=max_iters,
                                            world_size=world_size, seed=seed, lam=sampling.lam,
-                                           non_balance_fraction=sampling.non_balance_fraction)
-        case "non-balance":
-            sampler = NonBalanceSampler(index, seed=seed)
-        case "class-aware":
-            sampler = SoftBalanceSampler(index, 0.0, seed=seed)
-        case "soft-balance":
-            sampler = SoftBalanceSampler(index, sampling.lam, seed=seed)
-        case "repeat-factor":
-            sampler = RepeatFactorSampler(index, sampling.repeat_threshold, seed=seed)
-        case other:  # pragma: no cover - the config's Literal rules it out
-            raise ValueError(f"unknown sampler {other!r}")
+                                           non_balance_fraction=sampling.non_balance_fraction,
+                                           non_balance_min_epochs=sampling.non_balance_min_epochs,
+                                           balance_first=sampling.hybrid_order == "balance-first")
+        case kind:
+            sampler = build_sampler(kind, index, lam=sampling.lam,
+                                    repeat_threshold=sampling.repeat_threshold, seed=seed)
     return HybridSchedule([segment(sampler)], batch_size=batch_size, max_iters=max_iters,
                           world_size=world_size)
 

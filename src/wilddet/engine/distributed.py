@@ -81,6 +81,15 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist()))
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over the ranks, in place (SUM all_reduce; the tensor itself in one
+    process). A collective: every rank calls it with a tensor of the same shape. This is the
+    ``reduce_sum`` of the stateful classifier heads (EQLv2 statistics, Seesaw counts)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
 def all_gather_object(obj) -> list:
     """[obj of rank 0, obj of rank 1, ...] (``[obj]`` in a single process)."""
     if not is_distributed():
@@ -90,13 +99,22 @@ def all_gather_object(obj) -> list:
     return out
 
 
-def broadcast_object(obj, src: int = 0):
-    """``obj`` of rank ``src`` on every rank."""
+def gather_object(obj, dst: int = 0) -> list | None:
+    """[obj of rank 0, obj of rank 1, ...] on rank ``dst``, None on the other ranks (``[obj]`` in
+    a single process). Waits at most the process group's timeout (``train.dist_timeout_s``)."""
     if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
+        return [obj]
+    rank = dist.get_rank()
+    out = [None] * dist.get_world_size() if rank == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """(rank, world size) of the current process group; (0, 1) in a single process."""
+    if not is_distributed():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
 
 
 def cleanup() -> None:

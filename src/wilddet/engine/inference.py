@@ -30,10 +30,9 @@ from wilddet.engine.checkpoint import load_checkpoint
 from wilddet.engine.distributed import resolve_device
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
+from wilddet.model.choices import CLASSIFIERS
 
 log = logging.getLogger(__name__)
-
-TEST_SCORE_MODES = ("softmax", "concurrent_softmax", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def autocast_context(device: torch.device, amp: str):
 
 
 def set_model_test_scores(model: torch.nn.Module, mode: str) -> None:
-    """Switch the test-time score activation (softmax / concurrent_softmax / sigmoid)."""
+    """Switch the test-time scores to those of ``mode`` (a name of ``model.choices``)."""
     from wilddet.model.build import set_test_scores
 
     set_test_scores(model, mode)
@@ -154,8 +153,8 @@ def predict(checkpoint: str | os.PathLike, images: str | os.PathLike, out: str |
     before any work; files are written atomically at the end. Returns the detections."""
     from wilddet.data.oid_csv import write_detections, write_kaggle_submission
 
-    if test_scores is not None and test_scores not in TEST_SCORE_MODES:
-        raise InputError(None, f"{test_scores!r} is not one of {', '.join(TEST_SCORE_MODES)}",
+    if test_scores is not None and test_scores not in CLASSIFIERS:
+        raise InputError(None, f"{test_scores!r} is not one of {', '.join(CLASSIFIERS)}",
                          field="--test-scores")
     dataset = ImageFolderDataset(images, image_ids, uint8=True)
     dev = resolve_device(device)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from wilddet.data.csr import offsets_of_codes
+
 
 def rank_within_groups(group_keys: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Order [E] that sorts by ``group_keys`` ascending, then score descending, equal scores in
@@ -73,6 +75,21 @@ def average_precision(scores: np.ndarray, tp_weights: np.ndarray, num_gt: float)
 
 
 @numba.njit(cache=True, nogil=True)
+def _segment_pr(w_sorted, lo, hi, num_gt, prec, rec):
+    """Precision and recall of the ranked entries ``w_sorted[lo:hi]`` of one class (the formula
+    above: sequential cumulative sums, then the divisions) into ``prec`` / ``rec`` [hi - lo]."""
+    cum_tp = 0.0
+    cum_fp = 0.0
+    for k in range(hi - lo):
+        w = w_sorted[lo + k]
+        cum_tp += w
+        if w <= 0:
+            cum_fp += 1.0
+        prec[k] = cum_tp / (cum_tp + cum_fp)
+        rec[k] = cum_tp / num_gt
+
+
+@numba.njit(cache=True, nogil=True)
 def _segment_ap(w_sorted, offsets, num_gt, ap):
     """AP of every class segment of ``w_sorted`` (entries already ranked within each class;
     class c owns ``offsets[c]:offsets[c+1]``). Writes ``ap`` [C]."""
@@ -88,15 +105,7 @@ def _segment_ap(w_sorted, offsets, num_gt, ap):
             continue
         prec = np.empty(n)
         rec = np.empty(n)
-        cum_tp = 0.0
-        cum_fp = 0.0
-        for k in range(n):
-            w = w_sorted[lo + k]
-            cum_tp += w
-            if w <= 0:
-                cum_fp += 1.0
-            prec[k] = cum_tp / (cum_tp + cum_fp)
-            rec[k] = cum_tp / num_gt[c]
+        _segment_pr(w_sorted, lo, hi, num_gt[c], prec, rec)
         env = 0.0  # the (recall 1, precision 0) sentinel
         for k in range(n - 1, -1, -1):
             env = max(env, prec[k])
@@ -110,6 +119,47 @@ def _segment_ap(w_sorted, offsets, num_gt, ap):
         ap[c] = total
 
 
+@numba.njit(cache=True, nogil=True)
+def _all_segments_pr(w_sorted, offsets, num_gt, prec, rec):
+    for c in range(len(num_gt)):
+        if num_gt[c] > 0 and offsets[c + 1] > offsets[c]:
+            lo = offsets[c]
+            hi = offsets[c + 1]
+            _segment_pr(w_sorted, lo, hi, num_gt[c], prec[lo:hi], rec[lo:hi])
+
+
+def precision_recall_of_ranked(weights_ranked: np.ndarray, offsets: np.ndarray,
+                               num_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision [E], recall [E]) of entries ranked within each class (``ranked_by_class``),
+    before the monotone envelope; NaN for the entries of classes with ``num_gt == 0``."""
+    num_gt = np.asarray(num_gt, dtype=np.float64)
+    prec = np.full(len(weights_ranked), np.nan)
+    rec = np.full(len(weights_ranked), np.nan)
+    _all_segments_pr(np.ascontiguousarray(weights_ranked, dtype=np.float64),
+                     np.asarray(offsets, dtype=np.int64), num_gt, prec, rec)
+    return prec, rec
+
+
+def ranked_by_class(class_codes: np.ndarray, scores: np.ndarray,
+                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order [E], offsets [C+1]): ``order`` ranks the entries by class, then descending score,
+    equal scores in input order; class c owns ``order[offsets[c]:offsets[c+1]]``."""
+    class_codes = np.asarray(class_codes, dtype=np.int64)
+    order = rank_within_groups(class_codes, scores)
+    return order, offsets_of_codes(class_codes, num_classes)
+
+
+def average_precision_of_ranked(weights_ranked: np.ndarray, offsets: np.ndarray,
+                                num_gt: np.ndarray) -> np.ndarray:
+    """AP [C] of entries already ranked within each class (``ranked_by_class``): TP weights
+    [E] in that order and the class offsets [C+1]."""
+    num_gt = np.asarray(num_gt, dtype=np.float64)
+    ap = np.empty(len(num_gt), dtype=np.float64)
+    _segment_ap(np.ascontiguousarray(weights_ranked, dtype=np.float64),
+                np.asarray(offsets, dtype=np.int64), num_gt, ap)
+    return ap
+
+
 def average_precision_per_class(class_codes: np.ndarray, scores: np.ndarray,
                                 tp_weights: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
     """AP [C] of all classes at once.
@@ -118,19 +168,14 @@ def average_precision_per_class(class_codes: np.ndarray, scores: np.ndarray,
     Entries of a class are ranked by descending score; equal scores keep their order in the
     input (one stable sort over (class, -score)), then one O(E) pass computes every AP.
     """
-    num_gt = np.asarray(num_gt, dtype=np.float64)
-    class_codes = np.asarray(class_codes, dtype=np.int64)
-    order = rank_within_groups(class_codes, scores)
-    counts = np.bincount(class_codes, minlength=len(num_gt))
-    offsets = np.zeros(len(num_gt) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    ap = np.empty(len(num_gt), dtype=np.float64)
-    _segment_ap(np.asarray(tp_weights, dtype=np.float64)[order], offsets, num_gt, ap)
-    return ap
+    order, offsets = ranked_by_class(class_codes, scores, len(num_gt))
+    return average_precision_of_ranked(np.asarray(tp_weights, dtype=np.float64)[order],
+                                       offsets, num_gt)
 
 
 def mean_ap(ap: np.ndarray) -> float:
     """Mean of the non-NaN APs (NaN when there is none)."""
     ap = np.asarray(ap, dtype=np.float64)
-    valid = ~np.isnan(ap)
-    return float(ap[valid].mean()) if valid.any() else float("nan")
+    if np.isnan(ap).all():  # also when empty; np.nanmean would warn "Mean of empty slice"
+        return float("nan")
+    return float(np.nanmean(ap))

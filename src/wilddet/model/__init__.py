@@ -1,6 +1,7 @@
-"""wilddet.model: torchvision Faster R-CNN + FPN with the concurrent-softmax RoI head."""
+"""wilddet.model: torchvision Faster R-CNN + FPN with a classifier head passed in.
 
-from wilddet.model.build import build_model, load_rate_matrix, set_test_scores
-from wilddet.model.csm_roi_heads import CSMRoIHeads
-
-__all__ = ["CSMRoIHeads", "build_model", "load_rate_matrix", "set_test_scores"]
+Modules: ``choices`` (classifier names; torch-free), ``classifiers`` (the heads), ``roi_heads``
+(``MultiLabelRoIHeads``), ``targets`` (multi-hot RoI targets), ``backbones``, ``build``
+(``build_model``, ``set_test_scores``). Import from the modules: this package imports nothing,
+so that ``wilddet.model.choices`` can be read without torch.
+"""

@@ -6,10 +6,25 @@ Shapes: ``B`` images; feature maps [B, out_channels, H / stride, W / stride].
 Backbones: "resnet18", "resnet34", "resnet50", "resnet101" (torchvision ``resnet_fpn_backbone``,
 5 FPN levels), "mobilenet_v3_large" (torchvision ``mobilenet_backbone`` with FPN, 3 levels) and
 "tiny" (4 conv stages + FPN with 64 channels, for CPU tests and demos on 128-256 px images).
+
+Normalisation layers of the torchvision networks (``norm``, the config's ``model.backbone_norm``):
+
+- "frozen_bn": ``FrozenBatchNorm2d``, fixed statistics and affine (torchvision's choice with
+  ImageNet weights: detection batches of 2 images per GPU are too small to re-estimate them);
+- "group_norm": ``GroupNorm(gcd(32, channels))`` (Wu & He, 2018), independent of the batch size,
+  the choice for training from scratch;
+- "sync_bn": ``BatchNorm2d`` that the trainer converts to ``SyncBatchNorm`` under DDP on CUDA, so
+  its statistics are over the global batch (a single process keeps plain BatchNorm);
+- "bn": plain ``BatchNorm2d`` over each rank's images (only when asked for);
+- "auto": "frozen_bn" with pretrained weights, "group_norm" from scratch.
+
+ImageNet weights hold BatchNorm statistics, so they load only with "frozen_bn", "sync_bn" and
+"bn". The tiny backbone always uses GroupNorm ("auto" or "group_norm").
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,8 +42,10 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from wilddet.errors import InputError
+from wilddet.model.choices import BACKBONE_NORMS
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+NORMS = BACKBONE_NORMS
 BACKBONES = ("tiny", *RESNETS, "mobilenet_v3_large")
 
 _WEIGHTS = {
@@ -88,9 +105,34 @@ def _load_state_dict(model: nn.Module, path: str | os.PathLike, name: str) -> No
                                f"{missing[:3]}, unexpected keys {result.unexpected_keys[:3]}")
 
 
-def _classifier(name: str, pretrained: str | os.PathLike | None) -> nn.Module:
-    """The torchvision classification network ``name`` with pretrained weights when asked."""
-    norm = nn.BatchNorm2d if pretrained is None else FrozenBatchNorm2d
+def group_norm(num_channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (gcd(32, C) when C is not a multiple of 32)."""
+    return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
+
+
+def resolve_norm(norm: str, pretrained: str | os.PathLike | None) -> str:
+    """The concrete norm of ``norm`` ("auto": "frozen_bn" with weights, else "group_norm");
+    ValueError for an unknown name or GroupNorm with (BatchNorm) ImageNet weights."""
+    if norm not in NORMS:
+        raise ValueError(f"backbone norm must be one of {NORMS}, got {norm!r}")
+    if norm == "auto":
+        return "frozen_bn" if pretrained is not None else "group_norm"
+    if norm == "group_norm" and pretrained is not None:
+        raise InputError(None, "pretrained weights hold BatchNorm statistics and cannot load "
+                               "into GroupNorm; use frozen_bn (or sync_bn / bn) with "
+                               "model.pretrained_backbone, group_norm from scratch",
+                         field="model.backbone_norm")
+    return norm
+
+
+_NORM_LAYERS = {"frozen_bn": FrozenBatchNorm2d, "group_norm": group_norm,
+                "sync_bn": nn.BatchNorm2d, "bn": nn.BatchNorm2d}
+
+
+def _classifier(name: str, pretrained: str | os.PathLike | None, norm: str) -> nn.Module:
+    """The torchvision classification network ``name`` with ``norm`` layers (a concrete name of
+    ``NORMS``) and pretrained weights when asked."""
+    norm = _NORM_LAYERS[norm]
     builder = getattr(torchvision.models, name)
     if pretrained == "DEFAULT":
         weights = _WEIGHTS[name].DEFAULT
@@ -109,19 +151,22 @@ def _classifier(name: str, pretrained: str | os.PathLike | None) -> nn.Module:
 
 
 def build_backbone(name: str, *, pretrained: str | os.PathLike | None = None,
-                   trainable_layers: int = 3) -> BackboneParts:
+                   trainable_layers: int = 3, norm: str = "auto") -> BackboneParts:
     """FPN backbone ``name`` (one of ``BACKBONES``).
 
-    pretrained: None (random init, BatchNorm trained, every layer trainable), "DEFAULT"
-    (torchvision's ImageNet weights, only if already in the torch hub cache) or the path of a
-    state_dict of the torchvision classification model (of ``tiny_body()`` for "tiny"); with
-    weights, BatchNorm is frozen and only the last ``trainable_layers`` stages train
-    (torchvision's convention: 0-5 for ResNets, 0-6 for MobileNet). Raises InputError when
-    weights are missing or do not fit.
+    pretrained: None (random init, every layer trainable), "DEFAULT" (torchvision's ImageNet
+    weights, only if already in the torch hub cache) or the path of a state_dict of the
+    torchvision classification model (of ``tiny_body()`` for "tiny"); with weights only the last
+    ``trainable_layers`` stages train (torchvision's convention: 0-5 for ResNets, 0-6 for
+    MobileNet). ``norm``: one of ``NORMS`` (module docstring). Raises InputError when weights
+    are missing or do not fit.
     """
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
     if name == "tiny":
+        if norm not in ("auto", "group_norm"):
+            raise ValueError(f"the tiny backbone uses GroupNorm; backbone norm {norm!r} "
+                             "applies to the torchvision backbones")
         body = tiny_body()
         if pretrained is not None:
             if pretrained == "DEFAULT":
@@ -132,7 +177,7 @@ def build_backbone(name: str, *, pretrained: str | os.PathLike | None = None,
                               [32, 64, 128], out_channels=64)
         anchors = AnchorGenerator(((16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 4)
         return BackboneParts(fpn, anchors, MultiScaleRoIAlign(["0", "1", "2"], 7, 2), 256)
-    network = _classifier(name, pretrained)
+    network = _classifier(name, pretrained, resolve_norm(norm, pretrained))
     if name in RESNETS:
         layers = trainable_layers if pretrained is not None else 5
         fpn = _resnet_fpn_extractor(network, layers)

@@ -6,45 +6,14 @@ Shapes: ``C`` classes, ``P`` confusion pairs, ``k`` listed classes. Pure text re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from wilddet.data.records import ClassList
+from wilddet.reports.markdown import markdown_table
+from wilddet.stats.analysis import Analysis
 from wilddet.stats.confusion import ConfusionPairs
-from wilddet.stats.imbalance import ClassCounts, ImbalanceSummary, MultiLabelSummary
 
 TABLE2_COLUMNS = 10  # pairs per block, as the seed's Table 2
-
-
-@dataclass(frozen=True)
-class AnalysisReport:
-    """Everything report.md shows. ``settings``: option -> value, rendered as given;
-    ``image_labels``: (positive [C], negative [C]) verified label counts, or None."""
-
-    classes: ClassList
-    num_images: int
-    counts: ClassCounts
-    imbalance: ImbalanceSummary
-    pairs: ConfusionPairs
-    source_boxes: np.ndarray
-    settings: dict[str, object] = field(default_factory=dict)
-    expanded: ClassCounts | None = None
-    multilabel: MultiLabelSummary | None = None
-    image_labels: tuple[np.ndarray, np.ndarray] | None = None
-    files: tuple[str, ...] = ()
-
-
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[object]], align: str = "") -> str:
-    """A markdown table; ``align`` one char per column, 'r' right-aligns."""
-    seps = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "l")]
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "| " + " | ".join(seps) + " |"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _name(classes: ClassList, code: int) -> str:
@@ -64,11 +33,11 @@ def render_table2(pairs: ConfusionPairs, classes: ClassList, columns: int = TABL
                 ["#Source bboxes"] + [int(x) for x in pairs.source_boxes[sl]],
                 ["#Confusion bboxes"] + [int(x) for x in pairs.confusion_boxes[sl]],
                 ["Confusion ratio"] + [f"{x:.4f}" for x in pairs.ratio[sl]]]
-        blocks.append(_table(header, rows, "l" + "r" * (len(header) - 1)))
+        blocks.append(markdown_table(header, rows, "l" + "r" * (len(header) - 1)))
     return "\n\n".join(blocks)
 
 
-def _imbalance_section(r: AnalysisReport) -> list[str]:
+def _imbalance_section(r: Analysis) -> list[str]:
     s, classes, c = r.imbalance, r.classes, r.counts
     summary = (f"{s.num_boxes:,} boxes of {s.num_classes} classes in {r.num_images:,} images "
                f"({int(c.group_of_boxes.sum()):,} group-of boxes). "
@@ -82,7 +51,7 @@ def _imbalance_section(r: AnalysisReport) -> list[str]:
         rows = [[classes.names[k], classes.labels[k], int(c.boxes[k]), int(c.images[k]),
                  int(c.group_of_boxes[k])] for k in codes]
         out += [f"**{title}**", "",
-                _table(["class", "label", "boxes", "images", "group-of boxes"], rows, "llrrr"), ""]
+                markdown_table(["class", "label", "boxes", "images", "group-of boxes"], rows, "llrrr"), ""]
     if s.num_empty:
         empty = [str(classes.names[k]) for k in np.flatnonzero(c.boxes == 0)]
         shown = ", ".join(empty[:30]) + (f", ... ({len(empty) - 30} more)" if len(empty) > 30
@@ -92,7 +61,7 @@ def _imbalance_section(r: AnalysisReport) -> list[str]:
     return out
 
 
-def _multilabel_section(r: AnalysisReport) -> list[str]:
+def _multilabel_section(r: Analysis) -> list[str]:
     m, classes = r.multilabel, r.classes
     if m is None:
         return ["## Explicit multi-labels", "",
@@ -107,13 +76,13 @@ def _multilabel_section(r: AnalysisReport) -> list[str]:
     rows = [[n, int(b), f"{b / m.num_boxes:.1%}" if m.num_boxes else "-"]
             for n, b in enumerate(m.labels_per_box) if n > 0 and b > 0]
     out += ["**Labels per box after expansion**", "",
-            _table(["labels", "boxes", "share"], rows, "rrr"), ""]
+            markdown_table(["labels", "boxes", "share"], rows, "rrr"), ""]
     if len(m.deepest):
         rows = [[classes.names[c], len(ch) - 1, " > ".join(str(classes.names[k]) for k in ch)]
                 for c, ch in zip(m.deepest, m.chains)]
         out += [("**Deepest label chains** (ancestors top first; a class under several parents "
                  "lists all of them)"), "",
-                _table(["class", "ancestors", "labels of one box"], rows, "lrl"), ""]
+                markdown_table(["class", "ancestors", "labels of one box"], rows, "lrl"), ""]
     if r.expanded is not None:
         e = r.expanded
         gain = e.boxes - r.counts.boxes
@@ -122,24 +91,24 @@ def _multilabel_section(r: AnalysisReport) -> list[str]:
                 for k in top if gain[k] > 0]
         if rows:
             out += ["**Classes gaining the most boxes from their descendants**", "",
-                    _table(["class", "boxes", "boxes expanded", "images expanded"], rows, "lrrr"),
+                    markdown_table(["class", "boxes", "boxes expanded", "images expanded"], rows, "lrrr"),
                     ""]
     return out
 
 
-def _confusion_section(r: AnalysisReport) -> list[str]:
+def _confusion_section(r: Analysis) -> list[str]:
     p = r.pairs
     num_sources = len(np.unique(p.source)) if len(p) else 0
     summary = (f"Within one image, boxes of different classes with IoU > "
-               f"{r.settings.get('iou threshold', 0.9)} are confusion boxes; ratio = #confusion "
+               f"{r.iou_threshold} are confusion boxes; ratio = #confusion "
                f"bboxes / #source bboxes. **{len(p)}** ordered pairs ({num_sources} source "
-               f"classes) have ratio >= {r.settings.get('min ratio', 0.1)} (sorted by ratio, "
+               f"classes) have ratio >= {r.min_ratio} (sorted by ratio, "
                f"largest first; the same layout as Table 2 of the seed).")
     return ["## Implicit multi-labels: confusion pairs", "", summary, "",
             render_table2(p, r.classes), "", "![strongest confusion pairs](confusion.png)", ""]
 
 
-def _image_label_section(r: AnalysisReport) -> list[str]:
+def _image_label_section(r: Analysis) -> list[str]:
     if r.image_labels is None:
         return []
     pos, neg = r.image_labels
@@ -152,18 +121,20 @@ def _image_label_section(r: AnalysisReport) -> list[str]:
     rows = [[classes.names[k], classes.labels[k], int(boxes[k]), int(r.counts.images[k]),
              int(pos[k]), int(neg[k])] for k in range(len(classes))]
     out += ["<details><summary>Per class</summary>", "",
-            _table(["class", "label", "boxes", "images with boxes", "verified positive",
+            markdown_table(["class", "label", "boxes", "images with boxes", "verified positive",
                     "verified negative"], rows, "llrrrr"), "", "</details>", ""]
     return out
 
 
-def render_report(r: AnalysisReport) -> str:
-    """The whole report.md text."""
+def render_report(r: Analysis, settings: dict[str, object] | None = None,
+                  files: tuple[str, ...] = ()) -> str:
+    """The whole report.md text; ``settings``: option -> value (rendered as given), ``files``:
+    the output files listed at the top."""
     lines = ["# Label analysis", ""]
-    if r.settings:
-        lines += [_table(["setting", "value"], [[k, v] for k, v in r.settings.items()]), ""]
-    if r.files:
-        lines += ["Files: " + ", ".join(f"`{f}`" for f in r.files), ""]
+    if settings:
+        lines += [markdown_table(["setting", "value"], [[k, v] for k, v in settings.items()]), ""]
+    if files:
+        lines += ["Files: " + ", ".join(f"`{f}`" for f in files), ""]
     lines += _imbalance_section(r)
     lines += _multilabel_section(r)
     lines += _confusion_section(r)

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from wilddet.fileio import atomic_path
-
 
 @dataclass(frozen=True)
 class Panel:
@@ -96,27 +94,19 @@ def draw_grid(path: str | os.PathLike, rows: Sequence[tuple[object, Sequence[Pan
               score_thresh: float = 0.5, panel_size_in: float = 2.6, dpi: int = 150) -> Path:
     """Save a PNG grid: row k = image ``rows[k][0]`` drawn once per panel of ``rows[k][1]``.
     Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from wilddet.reports.figures import new_figure, save_png  # matplotlib: load on use
 
     n_rows = len(rows)
     n_cols = max(len(panels) for _, panels in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(panel_size_in * n_cols,
-                                                      panel_size_in * n_rows), squeeze=False)
+    fig, axes = new_figure(panel_size_in * n_cols, panel_size_in * n_rows, n_rows, n_cols,
+                           squeeze=False)
     for r, (image, panels) in enumerate(rows):
         for c in range(n_cols):
             if c < len(panels):
                 draw_panel(axes[r][c], image, panels[c], score_thresh)
             else:
                 axes[r][c].set_axis_off()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=dpi)
 
 
 def draw_detections_vs_truth(path: str | os.PathLike, images: Sequence[object],

@@ -1,9 +1,8 @@
 """Figures of ``wilddet analyze``: boxes per class (imbalance.png), strongest confusion pairs
 (confusion.png).
 
-Shapes: ``C`` classes, ``P`` confusion pairs. Figures are built on ``matplotlib.figure.Figure``
-(no pyplot global state) and saved as PNG to the path given (a temporary path from
-``wilddet.fileio.atomic_path`` in the CLI, hence the explicit ``format``).
+Shapes: ``C`` classes, ``P`` confusion pairs. Figures follow ``reports.figures`` (``Figure``
+objects, PNG written atomically).
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from wilddet.reports.figures import new_figure, save_png
 from wilddet.stats.confusion import ConfusionPairs
 
 
@@ -23,8 +22,7 @@ def plot_imbalance(path: str | os.PathLike, boxes_per_class: np.ndarray, names: 
     boxes = np.asarray(boxes_per_class, dtype=np.int64)
     order = np.lexsort((np.arange(len(boxes)), -boxes))
     rank = np.arange(1, len(boxes) + 1)
-    fig = Figure(figsize=(10, 4.5), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = new_figure(10, 4.5)
     shown = np.maximum(boxes[order], 0)
     ax.bar(rank, shown, width=1.0, color="#4477aa", label="boxes")
     if images_per_class is not None:
@@ -47,7 +45,7 @@ def plot_imbalance(path: str | os.PathLike, boxes_per_class: np.ndarray, names: 
                  f"head/tail {ratio}")
     ax.set_xlim(0.5, max(len(boxes), 1) + 0.5)
     ax.legend(loc="upper right")
-    fig.savefig(path, format="png", dpi=120)
+    save_png(fig, path)
 
 
 def plot_confusion(path: str | os.PathLike, pairs: ConfusionPairs, names: np.ndarray,
@@ -55,8 +53,7 @@ def plot_confusion(path: str | os.PathLike, pairs: ConfusionPairs, names: np.nda
     """Horizontal bars of the ``top`` strongest pairs (ratio), labelled "source -> confusion
     (confusion_boxes / source_boxes)"."""
     n = min(top, len(pairs))
-    fig = Figure(figsize=(9, 1.5 + 0.28 * max(n, 1)), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = new_figure(9, 1.5 + 0.28 * max(n, 1))
     if n == 0:
         ax.text(0.5, 0.5, "no confusion pair above the ratio cut", ha="center", va="center")
         ax.set_axis_off()
@@ -71,4 +68,4 @@ def plot_confusion(path: str | os.PathLike, pairs: ConfusionPairs, names: np.nda
         ax.set_xlabel("confusion ratio = #confusion boxes / #source boxes")
         ax.set_xlim(0, max(1.0, float(ratio.max()) * 1.05))
         ax.set_title(f"Strongest confusion pairs (top {n} of {len(pairs)})")
-    fig.savefig(path, format="png", dpi=120)
+    save_png(fig, path)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt
 import numpy as np
 
-from wilddet.fileio import atomic_path
+from wilddet.reports.figures import new_figure, save_png
 
 
 def plot_top_gains(path: str | os.PathLike, names: np.ndarray, gains: np.ndarray, *,
@@ -24,7 +20,7 @@ def plot_top_gains(path: str | os.PathLike, names: np.ndarray, gains: np.ndarray
     keep = ~np.isnan(gains)
     names = [str(n) for n in np.asarray(names)[keep]]
     gains = gains[keep]
-    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.28 * max(len(gains), 1)), dpi=100)
+    fig, ax = new_figure(7.0, 1.2 + 0.28 * max(len(gains), 1))
     y = np.arange(len(gains))
     ax.barh(y, gains, color=np.where(gains >= 0, "tab:green", "tab:red"))
     ax.set_yticks(y, names, fontsize=8)
@@ -33,7 +29,4 @@ def plot_top_gains(path: str | os.PathLike, names: np.ndarray, gains: np.ndarray
     ax.set_xlabel("AP gain")
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt
 import numpy as np
 
-from wilddet.fileio import atomic_path
+from wilddet.reports.figures import new_figure, save_png
 
 
 def plot_class_shares(path: str | os.PathLike, class_frequency: np.ndarray,
@@ -23,7 +19,7 @@ def plot_class_shares(path: str | os.PathLike, class_frequency: np.ndarray,
     (y) against its frequency N_c / I in the data (x), with the identity line (non-balance).
     Classes with a zero value are left out (log axes). Written atomically as PNG."""
     freq = np.asarray(class_frequency, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    fig, ax = new_figure(6.4, 4.8)
     shown = freq > 0
     if shown.any():
         lo, hi = freq[shown].min(), freq[shown].max()
@@ -43,7 +39,4 @@ def plot_class_shares(path: str | os.PathLike, class_frequency: np.ndarray,
     ax.set_title(f"{sampler_name}: tail boost")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)

@@ -10,15 +10,18 @@ The mean row averages each run over the classes that have an AP in every run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from wilddet.fileio import atomic_path
 from wilddet.reports.csv_logs import PerClassAP
+from wilddet.reports.markdown import markdown_table
 
 COMPARE_CSV_FIXED = ("label", "name", "num_gt")
 
@@ -115,15 +118,11 @@ def rows(table: ComparisonTable, top: int | None = None) -> list[list[str]]:
 def to_markdown(table: ComparisonTable, top: int | None = None) -> str:
     """GitHub Markdown table of the first ``top`` rows (all if None/0) and the mean row."""
     head = header(table)
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join("---:" if i == 0 or i >= 3 else "---" for i in range(len(head))) + "|"]
-    for row in rows(table, top):
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    align = "".join("r" if i == 0 or i >= 3 else "l" for i in range(len(head)))
     shown = len(table) if not top else min(top, len(table))
-    lines.append("")
-    lines.append(f"{shown} of {len(table)} classes shown, sorted by "
-                 f"{_gain_header(table, len(table.run_names) - 2)}.")
-    return "\n".join(lines) + "\n"
+    return (markdown_table(head, rows(table, top), align) + "\n\n"
+            f"{shown} of {len(table)} classes shown, sorted by "
+            f"{_gain_header(table, len(table.run_names) - 2)}.\n")
 
 
 def write_comparison_csv(path: str | os.PathLike, table: ComparisonTable) -> None:
@@ -136,3 +135,23 @@ def write_comparison_csv(path: str | os.PathLike, table: ComparisonTable) -> Non
             w.writerow([table.labels[k], table.names[k], f"{table.num_gt[k]:g}"]
                        + ["" if math.isnan(v) else repr(float(v)) for v in table.ap[:, k]]
                        + ["" if math.isnan(v) else repr(float(v)) for v in table.gain[:, k]])
+
+
+def write_comparison(out_md: str | os.PathLike, table: ComparisonTable, top: int | None = None
+                     ) -> tuple[Path, Path, Path]:
+    """``wilddet compare --out``: TABLE.md (``to_markdown``, ``top`` rows), TABLE.csv (every
+    class) and TABLE.png (bars of the ``top`` gains of the last run over the first) next to it;
+    all three renamed in only once all are written. Returns their paths."""
+    from wilddet.reports.plots_compare import plot_top_gains  # matplotlib: load on use
+
+    out_md = Path(out_md)
+    out_csv, out_png = out_md.with_suffix(".csv"), out_md.with_suffix(".png")
+    shown = len(table) if not top else min(top, len(table))
+    names = table.run_names
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(atomic_path(out_md)).write_text(to_markdown(table, top),
+                                                            encoding="utf-8")
+        write_comparison_csv(stack.enter_context(atomic_path(out_csv)), table)
+        plot_top_gains(stack.enter_context(atomic_path(out_png)), table.names[:shown],
+                       table.gain[-1, :shown], title=f"top AP gains: {names[-1]} − {names[0]}")
+    return out_md, out_csv, out_png

@@ -4,14 +4,15 @@ Build a ``ClassImageIndex`` from a ``BoxTable``'s codes, then a sampler or a sch
 
     index = ClassImageIndex.from_codes(boxes.image_codes, boxes.label_codes,
                                        boxes.num_images, len(classes))
-    sampler = SoftBalanceSampler(index, lam=0.5, seed=0, rank=rank, world_size=world_size)
+    sampler = build_sampler("soft-balance", index, lam=0.5, seed=0)   # or SoftBalanceSampler(...)
+    schedule = HybridSchedule([segment(sampler)], batch_size=2, max_iters=90_000, world_size=8)
     schedule = default_hybrid_schedule(index, batch_size=2, max_iters=90_000, world_size=8)
     loader = DataLoader(dataset, batch_sampler=ScheduleBatchSampler(schedule, rank,
                                                                     start_iteration=it))
 """
 
+from wilddet.data.class_index import ClassImageIndex  # re-exported: the samplers' input
 from wilddet.sampling.probabilities import (
-    ClassImageIndex,
     class_probabilities,
     expected_class_share,
     non_balance_image_probabilities,
@@ -25,12 +26,15 @@ from wilddet.sampling.samplers import (
     NonBalanceSampler,
     RepeatFactorSampler,
     SoftBalanceSampler,
+    build_sampler,
 )
 from wilddet.sampling.schedule import (
+    EmptyPhaseError,
     HybridSchedule,
     ScheduleBatchSampler,
     Segment,
     default_hybrid_schedule,
+    hybrid_phase_iters,
     mixed_segment,
     segment,
 )
@@ -38,6 +42,7 @@ from wilddet.sampling.schedule import (
 __all__ = [
     "ClassAwareSampler",
     "ClassImageIndex",
+    "EmptyPhaseError",
     "HybridSchedule",
     "IndexSampler",
     "NonBalanceSampler",
@@ -45,9 +50,11 @@ __all__ = [
     "ScheduleBatchSampler",
     "Segment",
     "SoftBalanceSampler",
+    "build_sampler",
     "class_probabilities",
     "default_hybrid_schedule",
     "expected_class_share",
+    "hybrid_phase_iters",
     "mixed_segment",
     "non_balance_image_probabilities",
     "repeat_factor_image_probabilities",

@@ -1,26 +1,18 @@
 """Training image samplers: non-balance, class-aware, soft-balance (λ), repeat-factor (method §3).
 
-Shapes: ``I`` images, ``C`` classes, ``E`` samples in one epoch of a sampler (its natural length),
-``W`` world size (DDP ranks).
+Shapes: ``I`` images, ``C`` classes, ``E`` samples in one epoch of a sampler (its natural length).
 
-Every sampler is a ``torch.utils.data.Sampler[int]`` yielding image codes (0..I-1) and is a pure
-function of its arguments:
+Every sampler defines an endless, pure sequence of image codes (0..I-1):
 
 - ``epoch_sequence(e) -> [E] int64``: the global draw of epoch e, from its own
   ``np.random.Generator`` seeded with (stream tag, seed, e); no global RNG is used, so the indices
   do not depend on ``num_workers``, on other code seeding numpy/torch, or on the rank.
-- DDP: epoch e's global sequence is ``epoch_sequence(e)`` padded to a multiple of W by repeating
-  its first elements (as ``torch.utils.data.DistributedSampler``); rank r takes ``global[r::W]``
-  (``local_indices``), so all ranks get the same length and their union is the global sequence.
-  ``rank`` and ``world_size`` are constructor arguments; ``torch.distributed`` is never read.
-- ``stream(start, stop)``: positions [start, stop) of the endless concatenation of unpadded epoch
-  sequences 0, 1, 2, ... (what ``HybridSchedule`` slices batches from).
-- Epochs and resume: call ``set_epoch(e)`` before each epoch (``__iter__`` also advances to the
-  next epoch by itself when it runs to the end). The sampler counts the indices it has yielded in
-  the current epoch (``position``); ``state_dict()`` stores (epoch, position) and
-  ``load_state_dict`` makes the next ``__iter__`` continue with exactly the remaining indices.
-  A ``DataLoader`` pulls indices ahead of the batches the trainer has consumed (prefetching), so
-  a trainer should pass what it really consumed: ``state_dict(position=batches_done * batch)``.
+- ``stream(start, stop)``: positions [start, stop) of the concatenation of epoch sequences
+  0, 1, 2, ... . Training reads samplers only through this: ``sampling.schedule.HybridSchedule``
+  slices each iteration's global batch out of the stream and gives rank r every W-th image of
+  it, so DDP sharding and resume live there (a pure function of the iteration).
+- ``build_sampler(kind, index, ...)``: the one factory (training's schedule and
+  ``wilddet sampling-stats`` both use it, so a sampler has one name in every log).
 
 Which images can be drawn: non-balance draws every image, with or without boxes; the class-based
 samplers (class-aware, soft-balance) draw a class then an image of it, so images without labels
@@ -30,13 +22,11 @@ are never drawn; repeat-factor gives unlabelled images r = 1.
 from __future__ import annotations
 
 import abc
-import math
 
 import numpy as np
-import torch.utils.data
 
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.sampling.probabilities import (
-    ClassImageIndex,
     class_probabilities,
     non_balance_image_probabilities,
     repeat_factor_image_probabilities,
@@ -46,54 +36,69 @@ from wilddet.sampling.probabilities import (
 
 _CACHED_EPOCHS = 2  # epoch sequences kept per sampler (a batch may straddle two epochs)
 
+def build_sampler(kind: str, index: ClassImageIndex, *, lam: float = 0.5,
+                  repeat_threshold: float = 0.001, seed: int = 0) -> IndexSampler:
+    """The sampler of ``kind``: a ``config.SamplerKind`` other than "hybrid" (the schedule of
+    two samplers, ``schedule.default_hybrid_schedule``); ``lam`` is used by soft-balance,
+    ``repeat_threshold`` by repeat-factor. A single ``match``, no registry."""
+    match kind:
+        case "non-balance":
+            return NonBalanceSampler(index, seed=seed)
+        case "class-aware":
+            return ClassAwareSampler(index, seed=seed)
+        case "class-aware-cyclic":
+            return CyclicClassAwareSampler(index, seed=seed)
+        case "soft-balance":
+            return SoftBalanceSampler(index, lam, seed=seed)
+        case "repeat-factor":
+            return RepeatFactorSampler(index, repeat_threshold, seed=seed)
+        case other:
+            raise ValueError(f"unknown sampler {other!r}")
 
-def shard(global_indices: np.ndarray, rank: int, world_size: int) -> np.ndarray:
-    """Rank ``rank``'s share of a global sequence: ``global[rank::world_size]`` (pure)."""
-    return global_indices[rank::world_size]
+
+def class_shares(sampler: IndexSampler, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(expected [C], realized [C]) share of drawn images that contain each class: the closed
+    form S_c = Σ_{k ∋ c} P(k) (``probabilities.expected_class_share``) and the share among the
+    first ``num_samples`` images of the sampler's stream."""
+    index = sampler.index
+    expected = index.class_share(sampler.image_probabilities())
+    drawn = sampler.stream(0, num_samples)  # [num_samples] image codes
+    realized = index.class_share(np.bincount(drawn, minlength=index.num_images)) / num_samples
+    return expected, realized
 
 
-def pad_to_multiple(sequence: np.ndarray, world_size: int) -> np.ndarray:
-    """``sequence`` followed by its first elements (repeated cyclically if needed) so that its
-    length is a multiple of ``world_size``."""
-    n = len(sequence)
-    total = math.ceil(n / world_size) * world_size
-    if total == n:
-        return sequence
-    return np.concatenate([sequence, np.resize(sequence, total - n)]) if n else sequence
+class IndexSampler(abc.ABC):
+    """Base class: seeding and the epoch / stream sequences (see the module docstring).
 
-
-class IndexSampler(torch.utils.data.Sampler[int], abc.ABC):
-    """Base class: seeding, DDP sharding, epoch/position state (see the module docstring).
-
-    Subclasses set ``_stream_tag`` and ``name`` and implement ``epoch_length`` and ``_draw``.
+    Subclasses set ``_stream_tag`` and ``name``, implement ``_draw`` and ``image_probabilities``
+    and either call ``_set_epoch_length`` or override ``epoch_length``.
     """
 
     _stream_tag = 0
     name = "sampler"
 
-    def __init__(self, index: ClassImageIndex, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__()
+    def __init__(self, index: ClassImageIndex, *, seed: int = 0):
         if seed < 0:
             raise ValueError("seed must be >= 0")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
-                             f"world_size={world_size}")
         if index.num_images < 1:
             raise ValueError("the index has no images")
         self.index = index
         self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.epoch = 0
-        self.position = 0
         self._cache: dict[int, np.ndarray] = {}
 
-    # -- pure sequence definition -------------------------------------------------------------
+    num_samples_per_epoch = 0  # E of the samplers with a fixed epoch length (set in __init__)
+
     @property
-    @abc.abstractmethod
     def epoch_length(self) -> int:
-        """E: length of one unpadded epoch sequence."""
+        """E: length of one epoch sequence."""
+        return self.num_samples_per_epoch
+
+    def _set_epoch_length(self, num_samples_per_epoch: int | None, default: int) -> None:
+        """E = ``num_samples_per_epoch`` (``default`` when None), at least 1."""
+        self.num_samples_per_epoch = int(default if num_samples_per_epoch is None
+                                         else num_samples_per_epoch)
+        if self.num_samples_per_epoch < 1:
+            raise ValueError("num_samples_per_epoch must be >= 1")
 
     @abc.abstractmethod
     def _draw(self, rng: np.random.Generator) -> np.ndarray:
@@ -122,7 +127,7 @@ class IndexSampler(torch.utils.data.Sampler[int], abc.ABC):
 
     def stream(self, start: int, stop: int) -> np.ndarray:
         """[stop-start] int64: positions [start, stop) of epoch_sequence(0) ++ epoch_sequence(1)
-        ++ ... (unpadded; position p is in epoch p // E)."""
+        ++ ... (position p is in epoch p // E)."""
         e_len = self.epoch_length
         parts, pos = [], int(start)
         while pos < stop:
@@ -131,58 +136,6 @@ class IndexSampler(torch.utils.data.Sampler[int], abc.ABC):
             parts.append(self.epoch_sequence(epoch)[offset:offset + take])
             pos += take
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    def global_indices(self, epoch: int | None = None) -> np.ndarray:
-        """The epoch's global sequence: epoch_sequence padded to a multiple of world_size."""
-        return pad_to_multiple(self.epoch_sequence(self.epoch if epoch is None else epoch),
-                               self.world_size)
-
-    def local_indices(self, epoch: int | None = None) -> np.ndarray:
-        """This rank's share ``global[rank::world_size]`` of the epoch ([len(self)] int64)."""
-        return shard(self.global_indices(epoch), self.rank, self.world_size)
-
-    # -- torch Sampler protocol and resumable state --------------------------------------------
-    def __len__(self) -> int:
-        return math.ceil(self.epoch_length / self.world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` from its beginning (no-op if already there at position 0)."""
-        self.epoch = int(epoch)
-        self.position = 0
-
-    def iter_from(self, position: int):
-        """Yield this rank's indices of the current epoch from ``position`` on, updating
-        ``self.position``; at the end of the epoch move to (epoch + 1, 0)."""
-        if not 0 <= position <= len(self):
-            raise ValueError(f"position {position} outside [0, {len(self)}]")
-        local = self.local_indices(self.epoch)
-        self.position = int(position)
-        for value in local[position:].tolist():
-            self.position += 1
-            yield value
-        self.set_epoch(self.epoch + 1)
-
-    def __iter__(self):
-        return self.iter_from(self.position)
-
-    def state_dict(self, position: int | None = None) -> dict:
-        """{kind, seed, world_size, epoch, position}; ``position`` overrides the number of this
-        epoch's indices counted as consumed (pass what the trainer consumed, see module doc)."""
-        return {"kind": self.name, "seed": self.seed, "world_size": self.world_size,
-                "epoch": self.epoch,
-                "position": self.position if position is None else int(position)}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue at (epoch, position); the sampler's kind, seed and world size must match."""
-        for key in ("kind", "seed", "world_size"):
-            mine = {"kind": self.name, "seed": self.seed, "world_size": self.world_size}[key]
-            if state[key] != mine:
-                raise ValueError(f"sampler state has {key}={state[key]!r}, this sampler {mine!r}")
-        if not 0 <= state["position"] <= len(self):
-            raise ValueError(f"sampler state position {state['position']} outside "
-                             f"[0, {len(self)}]")
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
 
 
 class NonBalanceSampler(IndexSampler):
@@ -215,14 +168,10 @@ class SoftBalanceSampler(IndexSampler):
     _stream_tag = 2
 
     def __init__(self, index: ClassImageIndex, lam: float = 0.5, *,
-                 num_samples_per_epoch: int | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__(index, seed=seed, rank=rank, world_size=world_size)
+                 num_samples_per_epoch: int | None = None, seed: int = 0):
+        super().__init__(index, seed=seed)
         self.lam = float(lam)
-        self.num_samples_per_epoch = int(index.num_images if num_samples_per_epoch is None
-                                         else num_samples_per_epoch)
-        if self.num_samples_per_epoch < 1:
-            raise ValueError("num_samples_per_epoch must be >= 1")
+        self._set_epoch_length(num_samples_per_epoch, index.num_images)
         p = class_probabilities(index.images_per_class, self.lam)  # [C]
         self.class_probs = p
         self._cdf = np.cumsum(p)
@@ -232,10 +181,6 @@ class SoftBalanceSampler(IndexSampler):
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"soft-balance(lam={self.lam:g})"
-
-    @property
-    def epoch_length(self) -> int:
-        return self.num_samples_per_epoch
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """[n] int64 i.i.d. image draws (class by P(c), then uniform image of the class)."""
@@ -260,9 +205,8 @@ class ClassAwareSampler(SoftBalanceSampler):
     of it uniformly. Identical to ``SoftBalanceSampler(lam=0)`` (same seed -> same sequence)."""
 
     def __init__(self, index: ClassImageIndex, *, num_samples_per_epoch: int | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
-        super().__init__(index, 0.0, num_samples_per_epoch=num_samples_per_epoch, seed=seed,
-                         rank=rank, world_size=world_size)
+                 seed: int = 0):
+        super().__init__(index, 0.0, num_samples_per_epoch=num_samples_per_epoch, seed=seed)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -278,30 +222,21 @@ class RepeatFactorSampler(IndexSampler):
        r(k) - floor(r(k)) (stochastic rounding, so E[copies] = r(k)), then shuffles.
     4. An epoch is the first E items of consecutive rounds drawn from the epoch's generator
        (E = ``num_samples_per_epoch``, default round(Σ_k r(k)), the mean round length), so every
-       rank sees the same length; an image's long-run share is r(k) / Σ_j r(j).
+       epoch has the same length; an image's long-run share is r(k) / Σ_j r(j).
     """
 
     _stream_tag = 3
 
     def __init__(self, index: ClassImageIndex, threshold: float = 0.001, *,
-                 num_samples_per_epoch: int | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__(index, seed=seed, rank=rank, world_size=world_size)
+                 num_samples_per_epoch: int | None = None, seed: int = 0):
+        super().__init__(index, seed=seed)
         self.threshold = float(threshold)
         self.repeat_factors = repeat_factors(index, self.threshold)  # [I]
-        self.num_samples_per_epoch = int(round(self.repeat_factors.sum())
-                                         if num_samples_per_epoch is None
-                                         else num_samples_per_epoch)
-        if self.num_samples_per_epoch < 1:
-            raise ValueError("num_samples_per_epoch must be >= 1")
+        self._set_epoch_length(num_samples_per_epoch, round(self.repeat_factors.sum()))
 
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"repeat-factor(t={self.threshold:g})"
-
-    @property
-    def epoch_length(self) -> int:
-        return self.num_samples_per_epoch
 
     def round(self, rng: np.random.Generator) -> np.ndarray:
         """One detectron2-style round (step 3): image k floor(r(k)) or ceil(r(k)) times,
@@ -322,3 +257,67 @@ class RepeatFactorSampler(IndexSampler):
 
     def image_probabilities(self):
         return repeat_factor_image_probabilities(self.index, self.threshold)
+
+
+class CyclicClassAwareSampler(IndexSampler):
+    """Class-aware balance with Shen et al.'s cyclic lists (relay backpropagation, 2016): every
+    class once per round, and each image of a class once before any repeats.
+
+    K = classes with images (codes in ascending order), n_c = N_c. The endless stream of draws,
+    position s = 0, 1, 2, ... (epoch e is positions [e*E, (e+1)*E), E = ``epoch_length``):
+
+    1. round t = s // K, slot j = s % K; class c = π_t[j], π_t a permutation of the K classes
+       drawn from the generator (tag, seed, 0, t): each round visits every class once.
+    2. class c is visited once per round, so round t is its t-th visit; pass q = t // n_c,
+       image = ρ_{c,q}[t % n_c], ρ_{c,q} a permutation of c's images from (tag, seed, 1, c, q):
+       each pass over a class shows each of its images once, reshuffled for the next pass.
+
+    In the long run classes are uniform and images uniform within a class, so the closed-form
+    image probabilities are class-aware balance's (λ = 0); the cycles remove the i.i.d.
+    sampler's runs and gaps.
+    """
+
+    _stream_tag = 4
+    name = "class-aware-cyclic"
+
+    def __init__(self, index: ClassImageIndex, *, num_samples_per_epoch: int | None = None,
+                 seed: int = 0):
+        super().__init__(index, seed=seed)
+        self._set_epoch_length(num_samples_per_epoch, index.num_images)
+        self.classes = np.flatnonzero(index.images_per_class > 0)  # [K]
+        if len(self.classes) == 0:
+            raise ValueError("no class occurs in any image: a class-based sampler has nothing "
+                             "to draw")
+        self._epoch_being_drawn = 0
+
+    def classes_and_images(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(class [n], image [n]) int64 of stream positions [start, stop) (steps 1-2)."""
+        s = np.arange(start, stop, dtype=np.int64)
+        k = len(self.classes)
+        rounds, slot = s // k, s % k
+        first = int(rounds[0]) if len(s) else 0
+        perms = np.stack([np.random.default_rng([self._stream_tag, self.seed, 0, int(t)])
+                          .permutation(k) for t in range(first, int(rounds.max(initial=first)) + 1)])
+        cls = self.classes[perms[rounds - first, slot]] if len(s) else np.zeros(0, np.int64)
+        n_c = self.index.images_per_class[cls]
+        passes, within = rounds // n_c, rounds % n_c
+        images = np.empty(len(s), dtype=np.int64)
+        for c, q in {(int(c), int(q)) for c, q in zip(cls, passes)}:
+            rows = np.flatnonzero((cls == c) & (passes == q))
+            lo = self.index.class_offsets[c]
+            order = np.random.default_rng([self._stream_tag, self.seed, 1, c, q]).permutation(
+                int(self.index.images_per_class[c]))
+            images[rows] = self.index.class_images[lo + order[within[rows]]]
+        return cls.astype(np.int64), images
+
+    def epoch_sequence(self, epoch: int) -> np.ndarray:
+        # the draw depends on the epoch's place in the stream, not only on its generator
+        self._epoch_being_drawn = int(epoch)
+        return super().epoch_sequence(epoch)
+
+    def _draw(self, rng):
+        start = self._epoch_being_drawn * self.epoch_length
+        return self.classes_and_images(start, start + self.epoch_length)[1]
+
+    def image_probabilities(self):
+        return soft_balance_image_probabilities(self.index, 0.0)

@@ -5,9 +5,11 @@ global batch, ``b_j`` / ``G_j = b_j * W`` the part of a batch drawn from compone
 
 A schedule is a list of ``Segment``s, each run for a number of iterations (given directly or as
 epochs of its first sampler); a segment draws each batch from one sampler or from several at fixed
-fractions (per-batch mixing). Default (``default_hybrid_schedule``): non-balance for the first
-part of training (at least one full non-balance epoch, so every image is seen), then soft-balance
-(λ = 0.5) to the end, including the LR decay.
+fractions (per-batch mixing). Default (``default_hybrid_schedule``): non-balance for a fraction
+of the run (``hybrid_phase_iters``; optionally at least a given number of non-balance epochs, so
+every image is seen), then soft-balance (λ = 0.5) to the end, including the LR decay. The phase
+lengths are fractions of the run, so they do not move with the world size; a phase that comes
+out empty is an error (``EmptyPhaseError``), never a silent one-sampler run.
 
 Batches are a pure function of (sampler seeds, iteration, rank, world size): component j of the
 segment that contains iteration i takes stream positions [s_j + t*G_j, s_j + (t+1)*G_j) of its
@@ -19,17 +21,14 @@ start_iteration=i)``. The union over ranks of one iteration's batches is ``batch
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch.utils.data
 
-from wilddet.sampling.probabilities import ClassImageIndex
+from wilddet.data.class_index import ClassImageIndex
 from wilddet.sampling.samplers import IndexSampler, NonBalanceSampler, SoftBalanceSampler
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -190,22 +189,69 @@ class HybridSchedule:
             raise ValueError(f"checkpoint schedule differs from this one in {', '.join(diff)}")
 
 
+class EmptyPhaseError(ValueError):
+    """A hybrid phase of zero iterations. ``phase``: "non-balance" or "soft-balance";
+    ``cause``: "fraction" (``non_balance_fraction`` rounds it away) or "min_epochs" (the
+    minimum non-balance epochs fill the whole run)."""
+
+    def __init__(self, phase: str, cause: str, message: str):
+        self.phase = phase
+        self.cause = cause
+        super().__init__(message)
+
+
+def hybrid_phase_iters(*, num_images: int, global_batch_size: int, max_iters: int,
+                       non_balance_fraction: float, non_balance_min_epochs: float = 0.0) -> int:
+    """Iterations of the hybrid schedule's non-balance phase (the soft-balance phase runs the
+    remaining ``max_iters - n`` iterations):
+
+        n = round(f * max_iters)                                  f = non_balance_fraction
+        n = max(n, ceil(e_min * I / G))  when e_min > 0           e_min = non_balance_min_epochs
+
+    (one non-balance epoch = ceil(I / G) iterations visits every image). Raises
+    ``EmptyPhaseError`` when n = 0 or n >= max_iters (a phase would be empty)."""
+    if num_images < 1 or global_batch_size < 1 or max_iters < 1:
+        raise ValueError("num_images, global_batch_size and max_iters must be >= 1")
+    first = round(non_balance_fraction * max_iters)
+    min_iters = (math.ceil(non_balance_min_epochs * num_images / global_batch_size)
+                 if non_balance_min_epochs > 0 else 0)
+    if first <= 0 and min_iters == 0:
+        raise EmptyPhaseError("non-balance", "fraction",
+                              f"the non-balance phase is empty: {non_balance_fraction:g} of "
+                              f"{max_iters} iterations rounds to 0")
+    if min_iters >= max_iters and min_iters > first:
+        raise EmptyPhaseError("soft-balance", "min_epochs",
+                              f"the soft-balance phase is empty: {non_balance_min_epochs:g} "
+                              f"non-balance epochs of {num_images} images at {global_batch_size} "
+                              f"images per iteration take {min_iters} iterations, the run has "
+                              f"{max_iters}")
+    first = max(first, min_iters)
+    if first >= max_iters:
+        raise EmptyPhaseError("soft-balance", "fraction",
+                              f"the soft-balance phase is empty: non-balance takes "
+                              f"{non_balance_fraction:g} of {max_iters} iterations ({first})")
+    return first
+
+
 def default_hybrid_schedule(index: ClassImageIndex, *, batch_size: int, max_iters: int,
                             world_size: int = 1, seed: int = 0, lam: float = 0.5,
-                            non_balance_fraction: float = 0.5) -> HybridSchedule:
-    """Non-balance for max(one epoch, ``non_balance_fraction`` * max_iters) iterations, then
-    soft-balance(λ = ``lam``) until ``max_iters``. One epoch = ceil(I / G) iterations, so the
-    non-balance phase visits every image at least once (if max_iters allows it; a warning is
-    logged when the whole run is shorter than one epoch)."""
+                            non_balance_fraction: float = 0.5,
+                            non_balance_min_epochs: float = 0.0,
+                            balance_first: bool = False) -> HybridSchedule:
+    """Non-balance for ``hybrid_phase_iters(...)`` iterations (``non_balance_fraction`` of the
+    run, at least ``non_balance_min_epochs`` epochs when > 0), then soft-balance(λ = ``lam``)
+    until ``max_iters``; ``balance_first``: the same two phases in the other order
+    (soft-balance first). Raises ``EmptyPhaseError`` when either phase would be empty."""
     non_balance = NonBalanceSampler(index, seed=seed)
     soft = SoftBalanceSampler(index, lam, seed=seed)
-    one_epoch = math.ceil(index.num_images / (batch_size * world_size))
-    first = max(one_epoch, round(non_balance_fraction * max_iters))
-    if first > max_iters:
-        log.warning("max_iters=%d is shorter than one non-balance epoch (%d iterations): "
-                    "not every image is visited", max_iters, one_epoch)
-    return HybridSchedule([segment(non_balance, iterations=first), segment(soft)],
-                          batch_size=batch_size, max_iters=max_iters, world_size=world_size)
+    first = hybrid_phase_iters(num_images=index.num_images,
+                               global_batch_size=batch_size * world_size, max_iters=max_iters,
+                               non_balance_fraction=non_balance_fraction,
+                               non_balance_min_epochs=non_balance_min_epochs)
+    phases = ([segment(soft, iterations=max_iters - first), segment(non_balance)] if balance_first
+              else [segment(non_balance, iterations=first), segment(soft)])
+    return HybridSchedule(phases, batch_size=batch_size, max_iters=max_iters,
+                          world_size=world_size)
 
 
 class ScheduleBatchSampler(torch.utils.data.Sampler[list[int]]):

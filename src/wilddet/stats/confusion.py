@@ -32,6 +32,7 @@ from typing import Literal
 import numba
 import numpy as np
 
+from wilddet.data.csr import offsets_of_codes
 from wilddet.data.records import rows_by_image
 
 CountingRule = Literal["box-pairs", "source-boxes"]
@@ -126,8 +127,7 @@ def count_confusion_pairs(boxes_norm: np.ndarray, label_codes: np.ndarray,
     order, offsets = grouping if grouping is not None else rows_by_image(image_codes, num_images)
     if keep is not None:
         order = order[keep[order]]  # still grouped by image
-        offsets = np.zeros(num_images + 1, dtype=np.int64)
-        np.cumsum(np.bincount(image_codes[order], minlength=num_images), out=offsets[1:])
+        offsets = offsets_of_codes(image_codes[order], num_images)
     boxes = np.ascontiguousarray(boxes_norm[order], dtype=np.float32)  # [N', 4] grouped
     labels = np.ascontiguousarray(label_codes[order], dtype=np.int32)  # [N']
 

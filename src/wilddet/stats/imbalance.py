@@ -58,11 +58,7 @@ def _self_and_ancestors(num_classes: int, hierarchy: Hierarchy | None):
     """CSR (offsets [C+1], values) of [c, ancestors(c)...] per class (just [c] without hierarchy)."""
     if hierarchy is None:
         return np.arange(num_classes + 1, dtype=np.int64), np.arange(num_classes, dtype=np.int32)
-    lists = [np.concatenate([[c], hierarchy.ancestors[c]]).astype(np.int32)
-             for c in range(num_classes)]
-    offsets = np.zeros(num_classes + 1, dtype=np.int64)
-    np.cumsum([len(x) for x in lists], out=offsets[1:])
-    return offsets, np.concatenate(lists)
+    return hierarchy.self_and_ancestors()
 
 
 def class_counts(label_codes: np.ndarray, image_codes: np.ndarray, is_group_of: np.ndarray,

@@ -4,11 +4,11 @@ its columns, and that a finished study is not retrained."""
 import csv
 
 import pytest
+from engine_helpers import write_tiny_study
 from typer.testing import CliRunner
 
 from wilddet.cli import app
-from wilddet.config import demo_config, dump_toml, with_overrides
-from wilddet.data.synthetic import SynthConfig, write_dataset
+from wilddet.data.synthetic import SynthConfig
 from wilddet.reports.csv_logs import PER_CLASS_COLUMNS
 
 TINY = ["train.max_iters=2", "train.batch_size=2", "train.checkpoint_period_iters=2",
@@ -18,13 +18,9 @@ TINY = ["train.max_iters=2", "train.batch_size=2", "train.checkpoint_period_iter
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exp")
-    write_dataset(root / "data", SynthConfig(train_images=16, val_images=6, classes=8,
-                                             image_size=64, objects_per_image=2, seed=1))
-    config = with_overrides(demo_config(root / "data"), TINY)
-    path = root / "tiny.toml"
-    path.write_text(dump_toml(config))
-    return path
+    return write_tiny_study(tmp_path_factory.mktemp("exp"),
+                            SynthConfig(train_images=16, val_images=6, classes=8, image_size=64,
+                                        objects_per_image=2, seed=1), TINY)
 
 
 def _header(path):

@@ -1,4 +1,5 @@
-"""Helpers of the engine tests (not tests): a fast config for a tiny synthetic dataset."""
+"""Helpers (not tests) of the tests that train: a fast config for the tiny synthetic dataset of
+the ``tiny_data`` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def tiny_config(root: Path, *extra: str) -> Config:
 def write_config(path: Path, config: Config) -> Path:
     path.write_text(dump_toml(config))
     return path
+
+
+def write_tiny_study(root: Path, synth, overrides: list[str]) -> Path:
+    """A study's input: the synthetic dataset ``synth`` (a ``SynthConfig``) under ``root/data``
+    and the demo config with ``overrides`` saved as ``root/tiny.toml`` (returned)."""
+    from wilddet.data.synthetic import write_dataset
+
+    write_dataset(root / "data", synth)
+    return write_config(root / "tiny.toml", with_overrides(demo_config(root / "data"), overrides))

@@ -1,0 +1,154 @@
+"""Sigmoid binary cross-entropy on the foreground columns (long-tail spec §1), and the weighted
+form that EQL, EQLv2 and the federated loss build on.
+
+Shapes: ``R`` RoIs, ``K`` foreground classes, ``C = K + 1`` logit columns with column 0 the
+background (unused by the sigmoid family: a background RoI has all-zero foreground targets).
+
+    BCE(z, y) = max(z, 0) - z y + log(1 + e^{-|z|})      (F.binary_cross_entropy_with_logits)
+    L         = (1/R) Σ_r Σ_{j=1..K} w_rj BCE(z_rj, y_rj)  (w = 1: plain sigmoid BCE)
+
+``weighted_bce`` computes L for per-class weights on the positives, the negatives, and the
+negatives of foreground RoIs; EQL (``eql``), EQLv2 (``eqlv2``) and the federated loss
+(``federated``) are choices of those weights.
+
+Test-time scores of this family are σ(z_rj).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from wilddet.losses._common import (
+    check_logits_targets,
+    compute_dtype,
+    positive_mask,
+    positive_pairs,
+    sel,
+)
+
+__all__ = ["sigmoid_bce_loss"]
+
+
+class _WeightedBCE(torch.autograd.Function):
+    """Σ_{r, j >= 1} w_rj BCE(z_rj, y_rj) for z [R, C] (column 0 unused) as a scalar, with
+
+        w_rj = neg_w_j on the negatives (fg_neg_w_j instead on the rows ``fg_rows``, which
+               requires neg_w = 1),
+        w_p  = pos_w_p on the positive pairs p (flat indices ``flat_pos`` into [R, C], j >= 1).
+
+    Written by hand because ``F.binary_cross_entropy_with_logits`` is a chain of ~8 elementwise
+    kernels on CPU: with BCE = softplus(z) - z y the forward is a column sum of softplus (see
+    ``_column_softplus``) plus a sparse correction at the positives, and the backward,
+    dL/dz = w (σ(z) - y), one sigmoid pass times the column weights. neg_w, fg_neg_w [C] with
+    column 0 = 0 (None: 1, no row override), fg_rows [G], pos_w [P] (None: 1).
+    """
+
+    @staticmethod
+    def forward(ctx, z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w):
+        columns = _column_softplus(z)[1:]  # [K]
+        total = columns.sum() if neg_w is None else columns @ neg_w[1:]
+        if fg_rows is not None:  # those rows got weight 1 above: swap in fg_neg_w
+            assert neg_w is None, "a row override goes with neg_w = 1"
+            fg_columns = _column_softplus(sel(z, fg_rows))[1:]
+            total = total + fg_columns @ (fg_neg_w[1:] - 1.0)
+        # the positives got their negative weight above: w_p BCE(z, 1) = w_p (softplus(z) - z)
+        given = _negative_weight(flat_pos, z.shape, neg_w, fg_rows, fg_neg_w)
+        pos = 1.0 if pos_w is None else pos_w
+        z_pos = sel(z.view(-1), flat_pos)
+        sp_pos = torch.logaddexp(z_pos, z_pos.new_zeros(()))
+        total = total + ((pos - given) * sp_pos - pos * z_pos).sum()
+        ctx.save_for_backward(z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w = ctx.saved_tensors
+        if neg_w is None:
+            neg_w = torch.ones(z.shape[1], dtype=z.dtype, device=z.device)
+            neg_w[0] = 0.0
+        grad = torch.sigmoid(z).mul_(neg_w * grad_total)  # [R, C], column 0 -> 0
+        if fg_rows is not None:  # (neg_w is then 1) their rows: σ g fg_neg_w
+            grad.index_copy_(0, fg_rows, sel(grad, fg_rows).mul_(fg_neg_w))
+        pos = grad_total if pos_w is None else pos_w * grad_total
+        sigma_pos = torch.sigmoid(sel(z.view(-1), flat_pos))
+        grad.view(-1).index_copy_(0, flat_pos, (sigma_pos - 1.0) * pos)
+        return grad, None, None, None, None, None
+
+
+_ROW_BLOCK = 64  # σ(|z|) >= 1/2: a product of 64 of them stays >= 2^-64 (no underflow)
+
+
+def _column_softplus(z: torch.Tensor) -> torch.Tensor:
+    """Σ_r softplus(z_rj) per column, [C].
+
+    float64 (tests): logaddexp(z, 0), exact. Otherwise softplus(z) = max(z, 0) - log σ(|z|) with
+    the log taken once per product of 64 rows (σ(|z|) in [1/2, 1)), not per entry: a sigmoid
+    pass costs a third of a log or softplus pass on CPU. The error is float32 rounding
+    (σ(|z|) rounds to 1 for |z| > 17, dropping terms < 6e-8).
+    """
+    if z.dtype == torch.float64:
+        return torch.logaddexp(z, z.new_zeros(())).sum(dim=0)
+    num_rows, num_cols = z.shape
+    s = torch.sigmoid(z.abs())  # [R, C]
+    full = num_rows - num_rows % _ROW_BLOCK
+    logs = torch.log(s[:full].view(-1, _ROW_BLOCK, num_cols).prod(dim=1)).sum(dim=0)
+    if full < num_rows:
+        logs = logs + torch.log(s[full:].prod(dim=0))
+    return z.clamp(min=0.0).sum(dim=0) - logs
+
+
+def _negative_weight(flat, shape, neg_w, fg_rows, fg_neg_w):
+    """The negatives' weight w of the entries ``flat`` (flat indices into ``shape``): [n] or 1."""
+    num_rows, num_cols = shape
+    cls = flat % num_cols
+    weight = 1.0 if neg_w is None else sel(neg_w, cls)
+    if fg_rows is None:
+        return weight
+    on_fg = torch.zeros(num_rows, dtype=torch.bool, device=flat.device)
+    on_fg[fg_rows] = True
+    row = torch.div(flat, num_cols, rounding_mode="floor")
+    return torch.where(sel(on_fg, row), sel(fg_neg_w, cls), weight)
+
+
+def _with_background(weight: torch.Tensor | None) -> torch.Tensor | None:
+    """[K] per-class weights -> [C] with w_0 = 0 (the background column is unused)."""
+    return None if weight is None else F.pad(weight, (1, 0))
+
+
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, pos_w=None, neg_w=None,
+                 fg_neg_w=None) -> torch.Tensor:
+    """(1/R) Σ_r Σ_{j>=1} w_rj BCE(z_rj, y_rj), the shared core of the sigmoid family.
+
+    logits, targets [R, C] (checked); weights per foreground class, [K] tensors already in the
+    compute dtype on the logits' device (``side_input``), None = 1: pos_w on the positive
+    entries, neg_w on the negatives, fg_neg_w on the negatives of foreground RoIs (rows with a
+    positive j >= 1) instead of 1 (only with neg_w None). Computed in float32 (float64 stays float64), autocast
+    off; a scalar.
+    """
+    check_logits_targets(logits, targets)
+    if fg_neg_w is not None and neg_w is not None:
+        raise ValueError("fg_neg_w replaces a negative weight of 1: pass neg_w=None with it")
+    dtype = compute_dtype(logits)
+    num_cols = logits.shape[1]
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        z = logits.to(dtype).contiguous()
+        flat_pos = positive_pairs(positive_mask(targets)).to(z.device)
+        flat_pos = flat_pos[flat_pos % num_cols != 0]  # [P] foreground positives
+        fg_rows = None
+        if fg_neg_w is not None:
+            fg_rows = torch.unique(torch.div(flat_pos, num_cols, rounding_mode="floor"))
+        pos_pair_w = None if pos_w is None else sel(_with_background(pos_w), flat_pos % num_cols)
+        total = _WeightedBCE.apply(z, flat_pos, pos_pair_w, _with_background(neg_w), fg_rows,
+                                   _with_background(fg_neg_w))
+        return total / max(z.shape[0], 1)  # mean over the R RoIs
+
+
+def sigmoid_bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sigmoid BCE L = (1/R) Σ_r Σ_{j=1..K} BCE(z_rj, y_rj) (long-tail spec §1).
+
+    logits [R, C] float (C = K + 1, column 0 background, unused); targets [R, C] multi-hot (bool
+    or 0/1; a background RoI is e_0, i.e. all foreground targets 0). Returns a scalar in the
+    logits' dtype (float32 for half logits); 0 for R = 0.
+    """
+    return weighted_bce(logits, targets)
