@@ -54,7 +54,8 @@ def loop_index(images, labels):
     for i, c in zip(images.tolist(), labels.tolist()):
         by_image.setdefault(i, set()).add(c)
         by_class.setdefault(c, set()).add(i)
-    return ({k: sorted(v) for k, v in by_image.items()}, {k: sorted(v) for k, v in by_class.items()})
+    return ({k: sorted(v) for k, v in by_image.items()},
+            {k: sorted(v) for k, v in by_class.items()})
 
 
 def main():

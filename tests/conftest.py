@@ -22,6 +22,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def random_codes():
+    """random_codes(seed, num_images=60, num_classes=7, num_boxes=150) -> (image_codes [N],
+    label_codes [N]) int32 of random boxes with long-tailed labels, P(c) ∝ (c + 1)^-1.5."""
+    import numpy as np
+
+    def _codes(seed, num_images=60, num_classes=7, num_boxes=150):
+        rng = np.random.default_rng(seed)
+        weights = 1.0 / np.arange(1, num_classes + 1) ** 1.5
+        labels = rng.choice(num_classes, num_boxes, p=weights / weights.sum()).astype(np.int32)
+        images = rng.integers(0, num_images, num_boxes).astype(np.int32)
+        return images, labels
+
+    return _codes
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A tiny synthetic dataset: 16 train / 6 val images of 64 px, 6 classes."""

@@ -15,7 +15,8 @@ import torch
 
 
 def norm_to_xyxy_px(boxes_norm, height: int, width: int):
-    """[N, 4] normalized (xmin, ymin, xmax, ymax) -> [N, 4] pixel xyxy (numpy or torch in, same out)."""
+    """[N, 4] normalized (xmin, ymin, xmax, ymax) -> [N, 4] pixel xyxy (numpy or torch in, same
+    out)."""
     scale = [width, height, width, height]
     if isinstance(boxes_norm, torch.Tensor):
         return boxes_norm.to(torch.float32) * torch.tensor(scale, dtype=torch.float32,

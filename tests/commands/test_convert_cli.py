@@ -189,3 +189,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
         err = capsys.readouterr().err.strip()
         assert err == f"error: {gt}: annotations[0].category_id: unknown category id 3"
     assert not (tmp_path / "out").exists() and not (tmp_path / "R.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--to", "voc", "--out", "x"], "is not coco, lvis or oid"),
+    (["--to", "oid", "--out", "x"], "needs --gt"),
+    (["--to", "coco", "--boxes", "b.csv", "--classes", "c.csv", "--out", "x"],
+     "exactly one of --images"),
+    (["--to", "lvis", "--detections", "d.csv", "--gt", "g.json", "--out", "x"],
+     "detections convert to coco"),
+])
+def test_usage_errors(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["convert", *args])
+    assert result.exit_code == 2 and message in result.output.replace("\n", " ")

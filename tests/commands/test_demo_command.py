@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 from rich.console import Console
@@ -27,8 +28,12 @@ def test_demo_writes_every_output_and_reruns_without_retraining(tmp_path):
                  "predictions/untrained-detections.csv", "eval/trained.json",
                  "eval/untrained-per-class.csv", "report/detections.png", "report/summary.md",
                  "diagnose/trained/errors.csv", "diagnose/untrained/summary.json",
-                 "report/html/index.html", "report/html/assets/report.js"):
+                 "report/html/index.html", "report/html/assets/report.js",
+                 "eval/val-coco.json", "eval/trained-coco-results.json", "eval/trained-coco.json"):
         assert (out / path).is_file(), path
+    coco = json.loads((out / "eval/trained-coco.json").read_text())
+    assert set(coco["per_class_AP"]) and 0.0 <= coco["AP"] <= 1.0  # the json path ran the metric
+    assert len(json.loads((out / "eval/val-coco.json").read_text())["images"]) == 6
     with open(result.per_class_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 6 and {"label", "name", "ap"} <= set(rows[0])

@@ -95,7 +95,8 @@ def test_default_settings_are_the_challenge(files):
     assert result.exit_code == 0, result.output
     doc = json.loads((files / "out" / "result.json").read_text())
     assert doc["settings"]["iou_threshold"] == 0.5 and doc["settings"]["ioa_threshold"] == 0.5
-    assert doc["settings"]["group_of_weight"] == 1.0 and doc["settings"]["expand_detections"] is False
+    assert doc["settings"]["group_of_weight"] == 1.0
+    assert doc["settings"]["expand_detections"] is False
     assert doc["num_gt_instances"]["/m/cat"] == 4.0
 
 

@@ -108,3 +108,18 @@ def test_train_bad_config_file_names_file_and_line(tmp_path, monkeypatch, capsys
     code, err = run_cli(monkeypatch, capsys, "train", cfg, "--out", tmp_path / "run")
     assert code == 2 and f"{cfg}:3: train.batch: unknown key" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_plan_contradiction_names_the_config_file_and_key(tiny_data, tmp_path,
+                                                                 monkeypatch, capsys):
+    """Review H8: an empty sampler phase found by the run plan at train start used to be
+    reported as 'config: ...' instead of the config file."""
+    from engine_helpers import tiny_config
+
+    cfg = write_config(tmp_path / "c.toml", tiny_config(tiny_data))
+    code, err = run_cli(monkeypatch, capsys, "train", cfg, "--out", tmp_path / "run",
+                        "--set", "sampling.kind=hybrid", "--set",
+                        "sampling.non_balance_fraction=0.01")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert f"{cfg}: sampling.non_balance_fraction: " in err and "empty" in err, err
+    assert not (tmp_path / "run").exists()

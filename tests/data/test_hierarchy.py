@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from wilddet.resources import OPENIMAGES_DIR as RESOURCES
 from wilddet.data import hierarchy as hmod
 from wilddet.data import oid_csv
 from wilddet.data.records import BoxTable, ClassList, ImageLabelTable
 from wilddet.errors import InputError
+from wilddet.resources import OPENIMAGES_DIR as RESOURCES
 
 # Entity > Animal > {Mammal > {Dog, Cat}, Pet > {Dog, Cat}};  "Dog" occurs twice.
 TREE = {"LabelName": "/m/0bl9f", "Subcategory": [

@@ -1,6 +1,8 @@
 """concurrent_rate.npz: writer -> reader round trip, label re-ordering and capping, and bad
 files naming the file and the field."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def test_read_rate_file_reorders_and_caps(tmp_path):
 
 @pytest.mark.parametrize("labels,rate,message", [
     (["/m/a", "/m/c"], [[0, 0.5], [0.5, 0]], "not in the file"),
-    (["/m/a", "/m/b"], [[0, -0.5], [0.5, 0]], ">= 0"),
+    (["/m/a", "/m/b"], [[0, -0.5], [0.5, 0]], r"finite and in \[0, 1\]"),
     (["/m/a", "/m/b"], [[0.1, 0.5], [0.5, 0]], "zero diagonal"),
     (["/m/a", "/m/b"], [[0, 0.5, 0], [0.5, 0, 0]], r"\[C, C\]"),
     (["/m/a", "/m/a"], [[0, 0.5], [0.5, 0]], "duplicate"),
@@ -78,3 +80,28 @@ def test_read_rate_file_missing_array_and_file(tmp_path):
     bad.write_text("xx")
     with pytest.raises(InputError, match="npz"):
         read_rate_file(bad, ["/m/a"])
+
+
+@pytest.mark.parametrize("rate,problem", [
+    ([[0, 0.5], [1.0, 0]], None),
+    ([[0, 0.5, 0], [0.5, 0, 0]], "square"),
+    ([[0, np.nan], [0.5, 0]], "finite"),
+    ([[0, 1.5], [0.5, 0]], r"\[0, 1\]"),
+    ([[0, -0.1], [0.5, 0]], r"\[0, 1\]"),
+    ([[0.2, 0.5], [0.5, 0]], "zero diagonal"),
+])
+def test_one_rate_validation_for_file_and_loss(rate, problem):
+    """The reader and the loss's padding share rate_matrix_problem: same verdict, same words."""
+    import torch
+
+    from wilddet.data.records import rate_matrix_problem
+    from wilddet.losses import pad_rate_matrix
+
+    found = rate_matrix_problem(np.array(rate, dtype=np.float64))
+    if problem is None:
+        assert found is None
+        assert pad_rate_matrix(torch.tensor(rate)).shape == (3, 3)
+    else:
+        assert found is not None and re.search(problem, found)
+        with pytest.raises(ValueError, match=problem):
+            pad_rate_matrix(torch.tensor(rate, dtype=torch.float64))

@@ -209,6 +209,8 @@ def test_val_class_balance(data):
     per_class = np.bincount(val.label_codes, minlength=len(classes))
     train_classes = np.unique(data["boxes"].label_codes)
     assert (per_class[train_classes] >= CFG.val_class_balance).all()
+    # the rare classes were not filled from crowded images (60-250 objects)
+    assert np.bincount(val.image_codes).max() < 60
     assert val.num_images >= CFG.val_images == 150
     assert data["manifest"]["splits"]["val"]["images"] == val.num_images
     train_ids = set((data["root"] / "train-image-ids.txt").read_text().split())

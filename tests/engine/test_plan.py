@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 import math
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from wilddet.cli import main
-from wilddet.config import ConfigValueError, demo_config, r50_fpn_config, with_overrides
+from wilddet.config import (
+    ConfigValueError,
+    SamplerKind,
+    demo_config,
+    r50_fpn_config,
+    with_overrides,
+)
 from wilddet.data.class_index import ClassImageIndex
 from wilddet.engine.builders import build_schedule
 from wilddet.engine.plan import class_draws, compute_plan, format_plan, resolve
@@ -135,6 +142,37 @@ def test_plan_phases_are_the_schedule_that_runs():
             assert plan.phases[0].stop == 27
     assert [p.kind for p in plan.phases] == ["repeat-factor"] and plan.phases[0].stop == 90
 
+
+@pytest.mark.parametrize("kind", typing.get_args(SamplerKind))
+@pytest.mark.parametrize("order", ["non-balance-first", "balance-first"])
+def test_every_sampler_kind_and_hybrid_order_plans_the_phases_that_run(kind, order):
+    """Review H8: the plan used to crash on "class-aware-cyclic" (so did `wilddet train`, which
+    plans first) and to list a balance-first hybrid run's phases in the default order."""
+    index = small_index()
+    cfg = with_overrides(demo_config("x"), ["train.batch_size=2", "train.max_iters=90",
+                                            "sampling.non_balance_fraction=0.3",
+                                            f"sampling.kind={kind}",
+                                            f"sampling.hybrid_order={order}"])
+    plan = compute_plan(cfg, world_size=2, index=index)
+    run = resolve(cfg, plan)
+    schedule = build_schedule(run.sampling, index, batch_size=run.train.batch_size,
+                              max_iters=run.train.max_iters, world_size=2, seed=0)
+    assert [(s, e) for _, s, e in schedule.phases()] == [(p.start, p.stop) for p in plan.phases]
+    assert [name.split("(")[0] for name, _, _ in schedule.phases()] == [p.kind
+                                                                        for p in plan.phases]
+    assert all(p.draws for p in plan.phases)
+
+def test_plan_warns_when_a_sigmoid_loss_is_scored_with_a_softmax():
+    """Review H8: the default test_scores (concurrent_softmax) silently applied to an EQL/EQLv2/
+    federated/sigmoid model uses a background logit those losses never train."""
+    index = small_index()
+    for loss, scores, warned in (("eqlv2", "concurrent_softmax", True), ("eqlv2", "eqlv2", False),
+                                 ("federated", "softmax", True), ("seesaw", "seesaw", False),
+                                 ("sigmoid", "eql", False)):
+        cfg = with_overrides(demo_config("x"), [f"model.classifier_loss={loss}",
+                                                f"model.test_scores={scores}"])
+        notes = compute_plan(cfg, world_size=1, index=index).notes
+        assert any("never trains" in n for n in notes) == warned, (loss, scores)
 
 def test_draws_per_image_brute_force():
     """D_c = T * Σ_{k ∋ c} P(k) / N_c against loops over images for soft-balance(λ)."""

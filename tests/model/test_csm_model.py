@@ -291,8 +291,14 @@ def test_hierarchy_pairs_in_the_test_rate_change_scores_not_loss():
 
 
 def test_detection_budget_fields_reach_torchvision_and_the_pre_nms_cap():
-    heads = tiny_model(box_pre_nms_top_n=2, box_detections_per_img=7).roi_heads
-    assert heads.pre_nms_top_n == 2 and heads.detections_per_img == 7
+    model = tiny_model(box_pre_nms_top_n=2, box_detections_per_img=7, box_nms_thresh=0.3,
+                       rpn_batch_size_per_image=99, box_batch_size_per_image=33,
+                       rpn_post_nms_top_n_test=44)
+    heads = model.roi_heads  # the [model] fields arrive by name (builders.detector_settings)
+    assert heads.pre_nms_top_n == 2 and heads.detections_per_img == 7 and heads.nms_thresh == 0.3
+    assert heads.fg_bg_sampler.batch_size_per_image == 33
+    assert model.rpn.fg_bg_sampler.batch_size_per_image == 99
+    assert model.rpn._post_nms_top_n["testing"] == 44 and model.transform.min_size == (80,)
     assert tiny_model().roi_heads.pre_nms_top_n is None  # 0 = off
     heads.score_thresh = 0.01
     logits = torch.tensor([[0.0, 5.0, 4.0, 3.0], [0.0, 2.0, 6.0, 1.0]])  # 6 candidates

@@ -1,5 +1,5 @@
-"""ClassImageIndex and the closed-form sampler probabilities against hand-worked values and
-brute-force loops."""
+"""The closed-form sampler probabilities against hand-worked values and brute-force loops
+(the index itself: tests/data/test_class_index.py)."""
 
 import math
 
@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 from wilddet.data.class_index import ClassImageIndex
-from wilddet.data.hierarchy import Hierarchy, expand_boxes
-from wilddet.data.records import BoxTable
 from wilddet.sampling.probabilities import (
     class_probabilities,
     expected_class_share,
@@ -26,60 +24,6 @@ HAND_LABELS = np.array([0, 0, 1, 1, 2, 0], dtype=np.int32)
 
 def hand_index():
     return ClassImageIndex.from_codes(HAND_IMAGES, HAND_LABELS, num_images=4, num_classes=4)
-
-
-def random_codes(seed, num_images=60, num_classes=7, num_boxes=150):
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, num_classes + 1) ** 1.5
-    labels = rng.choice(num_classes, num_boxes, p=weights / weights.sum()).astype(np.int32)
-    images = rng.integers(0, num_images, num_boxes).astype(np.int32)
-    return images, labels
-
-
-def test_hand_index_csr():
-    idx = hand_index()
-    assert idx.images_per_class.tolist() == [2, 2, 1, 0]
-    assert idx.classes_per_image.tolist() == [2, 1, 2, 0]
-    assert idx.image_classes.tolist() == [0, 1, 1, 0, 2]
-    assert idx.class_images.tolist() == [0, 2, 0, 1, 2]
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_index_matches_brute_force_sets(seed):
-    images, labels = random_codes(seed)
-    idx = ClassImageIndex.from_codes(images, labels, 60, 7)
-    for k in range(60):
-        want = sorted({int(c) for i, c in zip(images, labels) if i == k})
-        got = idx.image_classes[idx.image_offsets[k]:idx.image_offsets[k + 1]].tolist()
-        assert got == want
-    for c in range(7):
-        want = sorted({int(i) for i, lab in zip(images, labels) if lab == c})
-        got = idx.class_images[idx.class_offsets[c]:idx.class_offsets[c + 1]].tolist()
-        assert got == want
-
-
-def test_hierarchy_expanded_index_equals_expand_boxes():
-    # 0 <- 1 <- 2 (2's ancestors are 1 and 0), 3 has ancestor 0, 4 unrelated
-    anc = tuple(np.array(a, np.int32) for a in ([], [0], [0, 1], [0], []))
-    desc = tuple(np.array(d, np.int32) for d in ([1, 2, 3], [2], [], [], []))
-    tree = Hierarchy(anc, desc, np.array([1, 2, 3, 2, 1], np.int32), ())
-    images, labels = random_codes(3, num_images=30, num_classes=5, num_boxes=80)
-    table = BoxTable(images, labels, np.zeros((80, 4), np.float32), np.zeros(80, bool),
-                     np.array([f"i{k}" for k in range(30)], dtype=object))
-    expanded = expand_boxes(table, tree)
-    want = ClassImageIndex.from_codes(expanded.image_codes, expanded.label_codes, 30, 5)
-    got = ClassImageIndex.from_codes(images, labels, 30, 5, hierarchy=tree)
-    for name in ("image_offsets", "image_classes", "class_offsets", "class_images"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
-    raw = ClassImageIndex.from_codes(images, labels, 30, 5)
-    assert got.images_per_class[0] > raw.images_per_class[0]
-
-
-def test_bad_codes_raise():
-    with pytest.raises(ValueError, match="image codes"):
-        ClassImageIndex.from_codes(np.array([5]), np.array([0]), 4, 2)
-    with pytest.raises(ValueError, match="label codes"):
-        ClassImageIndex.from_codes(np.array([0]), np.array([2]), 4, 2)
 
 
 def test_class_probabilities_lambda():
@@ -124,7 +68,7 @@ def test_hand_worked_repeat_factors():
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0, 1.7])
-def test_image_probabilities_brute_force(lam):
+def test_image_probabilities_brute_force(lam, random_codes):
     images, labels = random_codes(4)
     idx = ClassImageIndex.from_codes(images, labels, 60, 7)
     n_c = np.array([len({i for i, lab in zip(images, labels) if lab == c}) for c in range(7)])
@@ -139,7 +83,7 @@ def test_image_probabilities_brute_force(lam):
     assert got.sum() == pytest.approx(1.0)
 
 
-def test_repeat_factors_brute_force():
+def test_repeat_factors_brute_force(random_codes):
     images, labels = random_codes(5)
     idx = ClassImageIndex.from_codes(images, labels, 60, 7)
     t = 0.3

@@ -134,3 +134,22 @@ def test_replicate_blocks_do_not_change_the_result(monkeypatch):
     whole = bootstrap_ap(o, counts, 3)
     monkeypatch.setattr(bootstrap, "_CHUNK_CELLS", 25)  # blocks of 1-2 replicates
     assert np.allclose(bootstrap_ap(o, counts, 3), whole, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_intervals_correct_the_bias_of_skewed_replicates():
+    from statistics import NormalDist
+
+    from wilddet.stats.bootstrap import _intervals
+
+    reps = (np.arange(1, 101) / 100.0)[:, None]  # [B=100, 1]
+    # the point at the median: the plain percentile interval
+    low, high = _intervals(reps, np.array([0.505]), 0.9)
+    assert low[0] == pytest.approx(np.percentile(reps, 5)) and high[0] == pytest.approx(
+        np.percentile(reps, 95))
+    # the point at the 25th percentile (25 replicates below): the interval moves down
+    z0 = NormalDist().inv_cdf(0.25)
+    z = NormalDist().inv_cdf(0.05)
+    low, high = _intervals(reps, np.array([0.255]), 0.9)
+    assert low[0] == pytest.approx(np.percentile(reps, 100 * NormalDist().cdf(2 * z0 + z)))
+    assert high[0] == pytest.approx(np.percentile(reps, 100 * NormalDist().cdf(2 * z0 - z)))
+    assert high[0] < np.percentile(reps, 95)

@@ -27,7 +27,8 @@ def test_diagonal_is_zero_even_if_counts_have_one():
 
 def test_hierarchy_pairs():
     tree = {"LabelName": "/m/0bl9f", "Subcategory": [
-        {"LabelName": "a", "Subcategory": [{"LabelName": "b", "Subcategory": [{"LabelName": "c"}]}]},
+        {"LabelName": "a",
+         "Subcategory": [{"LabelName": "b", "Subcategory": [{"LabelName": "c"}]}]},
         {"LabelName": "d"}]}
     classes = ClassList(np.array(list("abcd"), object), np.array(list("ABCD"), object))
     h = parse_hierarchy(tree, classes)

@@ -62,6 +62,7 @@ def _check_tables(out, arms, reference):
             per_class = pd.read_csv(out / "per_class" / f"{arm}_s{seed}.csv")
             assert tuple(per_class.columns) == PER_CLASS_COLUMNS
             assert (out / "detections" / f"{arm}_s{seed}.csv").is_file()
+    assert (out / "figure.png").stat().st_size > 1000
     return (out / "summary.md").read_text()
 
 

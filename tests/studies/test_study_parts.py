@@ -101,3 +101,17 @@ def test_tune_test_halves_partition_val():
     tune, test = split_tune_test(ids, seed=3)
     assert len(tune) == 5 and len(test) == 6 and sorted(tune + test) == ids
     assert split_tune_test(ids, seed=3) == (tune, test) and split_tune_test(ids, 4) != (tune, test)
+
+
+def test_study_config_is_the_documented_set_up():
+    from pathlib import Path
+
+    from wilddet.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "study.toml"
+    config = load_config(path, [])
+    assert (config.model.min_size_px, config.model.max_size_px) == (96, 96)
+    assert config.train.max_iters * config.train.batch_size >= 10 * 800  # >= 10 epochs
+    assert config.optim.lr_schedule == "step" and config.sampling.non_balance_fraction == 0.5
+    assert 2 / 3 >= config.sampling.non_balance_fraction  # LR steps inside the last phase
+    assert config.train.num_threads == 1

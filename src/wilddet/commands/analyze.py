@@ -62,6 +62,35 @@ def _read_json_dataset(gt: Path, hierarchy: Path | None):
     return tables.classes, tree, tables.image_labels, tables.boxes
 
 
+def _read_oid_dataset(boxes: Path | None, classes: Path | None, hierarchy: Path | None,
+                      image_labels: Path | None, step):
+    """(classes, hierarchy or None, image labels or None, boxes) of Open Images CSVs."""
+    if boxes is None or classes is None:
+        raise InputError(None, "needs --boxes and --classes (or --gt GT.json)", field="--boxes")
+    step(f"reading {classes}")
+    class_list = oid_csv.read_classes(classes)
+    tree = None
+    if hierarchy is not None:
+        step(f"reading {hierarchy}")
+        tree = hmod.read_hierarchy(hierarchy, class_list)
+    labels = None
+    if image_labels is not None:
+        step(f"reading {image_labels}")
+        labels = oid_csv.read_image_labels(image_labels, class_list)
+    step(f"reading {boxes}")
+    return class_list, tree, labels, oid_csv.read_boxes(boxes, class_list)
+
+
+def _analyze_with_progress(console: Console, table, class_list, tree, labels, step,
+                           **options) -> Analysis:
+    """``stats.analysis.analyze_tables`` under a progress bar of the confusion-pair scan."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("images scanned for confusion pairs", total=table.num_images)
+        return analyze_tables(table, class_list, tree, labels, step=step,
+                              progress=lambda done: bar.update(task, completed=done), **options)
+
+
 def analyze(
     out: Path = typer.Option(..., "--out", help="Output folder (created if missing)."),
     boxes: Path | None = typer.Option(None, "--boxes", help="Box annotations CSV (13- or "
@@ -112,21 +141,8 @@ def analyze(
         class_list, tree, labels, table = _read_json_dataset(gt, hierarchy)
         boxes = classes = gt
     else:
-        if boxes is None or classes is None:
-            raise InputError(None, "needs --boxes and --classes (or --gt GT.json)",
-                             field="--boxes")
-        step(f"reading {classes}")
-        class_list = oid_csv.read_classes(classes)
-        tree = None
-        if hierarchy is not None:
-            step(f"reading {hierarchy}")
-            tree = hmod.read_hierarchy(hierarchy, class_list)
-        labels = None
-        if image_labels is not None:
-            step(f"reading {image_labels}")
-            labels = oid_csv.read_image_labels(image_labels, class_list)
-        step(f"reading {boxes}")
-        table = oid_csv.read_boxes(boxes, class_list)
+        class_list, tree, labels, table = _read_oid_dataset(boxes, classes, hierarchy,
+                                                            image_labels, step)
     step(f"read {len(table):,} boxes in {table.num_images:,} images")
     settings = {"boxes": str(boxes), "classes": f"{classes} ({len(class_list)} classes)",
                 "hierarchy": str(hierarchy) if hierarchy else
@@ -136,14 +152,10 @@ def analyze(
                 "iou threshold": iou_threshold, "min ratio": min_ratio,
                 "group-of boxes": "excluded" if exclude_group_of else "included",
                 "counting": counting, "hierarchy pairs in r": hierarchy_pairs}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("images scanned for confusion pairs", total=table.num_images)
-        result = analyze_tables(
-            table, class_list, tree, labels, iou_threshold=iou_threshold, min_ratio=min_ratio,
-            exclude_group_of=exclude_group_of, counting=counting,
-            hierarchy_pairs=hierarchy_pairs,
-            progress=lambda done: bar.update(task, completed=done), step=step)
+    result = _analyze_with_progress(
+        console, table, class_list, tree, labels, step, iou_threshold=iou_threshold,
+        min_ratio=min_ratio, exclude_group_of=exclude_group_of, counting=counting,
+        hierarchy_pairs=hierarchy_pairs)
     step("writing outputs")
     write_analysis(result, out, settings)
     Console().print(_pairs_table(result, top))

@@ -23,7 +23,8 @@ def plan(
     num_train_images: int = typer.Option(0, "--num-train-images", min=0, help="Plan for a "
                                          "training set of this many images without reading "
                                          "the boxes (no per-class draws); 0 = read "
-                                         "data.train_boxes."),
+                                         "data.train_boxes (data.train_annotations for "
+                                         "coco/lvis)."),
 ) -> None:
     """Print the run plan of CONFIG on --world-size ranks (exit 2 when the config contradicts
     itself, e.g. an empty sampler phase)."""

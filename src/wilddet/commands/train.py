@@ -33,7 +33,7 @@ def train(
     is_main = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank; the group is made later
     if not is_main:  # only rank 0 talks
         logging.getLogger().setLevel(logging.ERROR)
-    result = run_training(cfg, run_dir, resume=resume)
+    result = run_training(cfg, run_dir, resume=resume, config_source=config)
     if is_main:
         console = Console(stderr=True)
         val = "" if result.val_map is None or math.isnan(result.val_map) else \

@@ -21,7 +21,8 @@ Layout: ``<cache root>/<csv name>-<key>/`` holds
 
 ``key`` hashes the CSV's absolute path, size and mtime, the class list and the format version,
 so an edited CSV or another class file gets a new cache. The cache root is ``cache_dir`` or
-``.wilddet-cache/`` beside the CSV (``~/.cache/wilddet`` when that folder is read-only). Building is atomic (a temporary folder renamed into place)
+``.wilddet-cache/`` beside the CSV (``~/.cache/wilddet`` when that folder is read-only).
+Building is atomic (a temporary folder renamed into place)
 and serialised by an ``fcntl`` lock, so when several ranks start at once one builds and the
 others wait, then all map the same files.
 """

@@ -97,7 +97,8 @@ def parse_hierarchy(tree: dict, classes: ClassList, path: str = "<hierarchy>") -
 
     def walk(node: dict, parent: str | None, trail: str) -> None:
         if not isinstance(node, dict) or "LabelName" not in node:
-            raise InputError(path, f"expected an object with 'LabelName' at {trail}", field="LabelName")
+            raise InputError(path, f"expected an object with 'LabelName' at {trail}",
+                             field="LabelName")
         label = node["LabelName"]
         if not isinstance(label, str):
             raise InputError(path, f"LabelName must be a string at {trail}", field="LabelName")
@@ -153,12 +154,14 @@ def parse_hierarchy(tree: dict, classes: ClassList, path: str = "<hierarchy>") -
 
 
 def read_hierarchy(path: str | os.PathLike, classes: ClassList) -> Hierarchy:
-    """Read ``bbox_labels_600_hierarchy.json``-style JSON; malformed JSON -> InputError with line."""
+    """Read ``bbox_labels_600_hierarchy.json``-style JSON; malformed JSON -> InputError with
+    line."""
     try:
         with open(path, encoding="utf-8") as f:
             tree = json.load(f)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
+        raise InputError(path, f"malformed JSON: {e.msg} (column {e.colno})",
+                         line=e.lineno) from None
     return parse_hierarchy(tree, classes, str(path))

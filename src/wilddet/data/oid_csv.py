@@ -334,12 +334,11 @@ def align_images(*tables):
 
 def _write_arrow(path: str | os.PathLike, columns: dict[str, object]) -> None:
     table = pa.table(columns)
-    with atomic_path(path) as tmp:
-        # pyarrow quotes header names; the Open Images files do not.
-        with open(tmp, "wb") as f:
-            f.write((",".join(table.column_names) + "\n").encode())
-            pcsv.write_csv(table, f, write_options=pcsv.WriteOptions(
-                include_header=False, quoting_style="none"))
+    # pyarrow quotes header names; the Open Images files do not.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write((",".join(table.column_names) + "\n").encode())
+        pcsv.write_csv(table, f, write_options=pcsv.WriteOptions(
+            include_header=False, quoting_style="none"))
 
 
 def _take_strings(vocab: np.ndarray, codes: np.ndarray) -> pa.Array:

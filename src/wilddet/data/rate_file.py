@@ -16,6 +16,7 @@ import zipfile
 
 import numpy as np
 
+from wilddet.data.records import rate_matrix_problem
 from wilddet.errors import InputError
 from wilddet.fileio import atomic_path
 
@@ -69,10 +70,10 @@ def read_rate_file(path_npz: str | os.PathLike, class_labels) -> np.ndarray:
                                    f"list?", field="labels")
     order = np.array([index[lab] for lab in labels], dtype=np.int64)
     rate = np.asarray(rate, dtype=np.float64)[np.ix_(order, order)]
-    if not np.isfinite(rate).all() or (rate < 0).any():
-        raise InputError(path_npz, "rate values must be finite and >= 0", field="rate")
-    if (np.diagonal(rate) != 0).any():
-        raise InputError(path_npz, "rate must have a zero diagonal", field="rate")
+    capped = np.minimum(rate, 1.0)  # NaN stays NaN, so the check below still sees it
+    problem = rate_matrix_problem(capped)
+    if problem:
+        raise InputError(path_npz, problem, field="rate")
     if (rate > 1).any():
         logger.info("%s: %d rate values above 1 capped at 1", path_npz, int((rate > 1).sum()))
-    return np.minimum(rate, 1.0).astype(np.float32)
+    return capped.astype(np.float32)

@@ -57,7 +57,7 @@ class BoxTable:
     def num_images(self) -> int:
         return len(self.image_ids)
 
-    def take(self, rows: np.ndarray) -> "BoxTable":
+    def take(self, rows: np.ndarray) -> BoxTable:
         """Rows ``rows`` (indices or bool mask), same image vocabulary."""
         return BoxTable(self.image_codes[rows], self.label_codes[rows], self.boxes_norm[rows],
                         self.is_group_of[rows], self.image_ids,
@@ -77,7 +77,7 @@ class ImageLabelTable:
     def __len__(self) -> int:
         return len(self.label_codes)
 
-    def take(self, rows: np.ndarray) -> "ImageLabelTable":
+    def take(self, rows: np.ndarray) -> ImageLabelTable:
         return ImageLabelTable(self.image_codes[rows], self.label_codes[rows],
                                self.confidence[rows], self.image_ids)
 
@@ -86,3 +86,20 @@ def rows_by_image(image_codes: np.ndarray, num_images: int) -> tuple[np.ndarray,
     """Group rows by image in O(N): returns (order [N] int64, offsets [I+1] int64) so that the rows
     of image i are ``order[offsets[i]:offsets[i+1]]``, in file order (stable)."""
     return np.argsort(image_codes, kind="stable"), offsets_of_codes(image_codes, num_images)
+
+
+def rate_matrix_problem(rate: np.ndarray) -> str | None:
+    """Why ``rate`` is not a valid concurrent-rate matrix r [K, K] (method spec §1), or None.
+
+    Valid: square, finite, every value in [0, 1], zero diagonal. The one validation of r, used by
+    the rate-file reader (which wraps the message in an InputError naming the file) and by
+    ``losses.pad_rate_matrix`` (which raises ValueError).
+    """
+    rate = np.asarray(rate)
+    if rate.ndim != 2 or rate.shape[0] != rate.shape[1]:
+        return f"rate must be a square [K, K] matrix, got shape {tuple(rate.shape)}"
+    if not np.isfinite(rate).all() or (rate < 0).any() or (rate > 1).any():
+        return "rate values must be finite and in [0, 1]"
+    if (np.diagonal(rate) != 0).any():
+        return "rate must have a zero diagonal"
+    return None

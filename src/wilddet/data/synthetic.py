@@ -518,7 +518,8 @@ def annotate_objects(cfg: SynthConfig, tax: Taxonomy, look: np.ndarray,
         second[sel[both]] = codes[_pick_by_shares(shares, u[sel[both], 2], exclude=chosen[both])]
     parent_only = np.isin(look, tax.parent_label_leaves) & (u[:, 0] < cfg.parent_label_rate)
     first[parent_only] = tax.parent_code[look[parent_only]]  # (c)
-    explicit = np.isin(look, tax.explicit_duplicate_leaves) & (u[:, 1] < cfg.explicit_duplicate_rate)
+    explicit = (np.isin(look, tax.explicit_duplicate_leaves)
+                & (u[:, 1] < cfg.explicit_duplicate_rate))
     second[explicit] = tax.parent_code[look[explicit]]  # (b)
     for a, b in tax.co_label_pairs:  # (a)
         second[(look == a) & (u[:, 1] < cfg.co_label_rate)] = tax.leaf_codes[b]
@@ -577,8 +578,9 @@ def _balanced_images(label_image: np.ndarray, label_code: np.ndarray, num_images
                      num_classes: int, at_least: int, fill_to: int) -> np.ndarray | None:
     """Sorted image codes such that every class with a label in the pool has >= ``at_least``
     labels in the chosen images, then filled to ``fill_to`` images in pool order; None when the
-    pool is too small. Greedy, rarest class first, each class takes the first images (pool
-    order, i.e. random) that hold it."""
+    pool is too small. Greedy, rarest class first; each class takes the images that hold it in
+    pool order (random), the crowded ones (more labels than 99 % of the pool's images) last, so
+    they are not drafted for the classes they happen to contain."""
     per_class = np.bincount(label_code, minlength=num_classes)
     present = np.flatnonzero(per_class > 0)
     if (per_class[present] < at_least).any():
@@ -586,13 +588,16 @@ def _balanced_images(label_image: np.ndarray, label_code: np.ndarray, num_images
     keys = label_image.astype(np.int64) * num_classes + label_code
     cells, cell_count = np.unique(keys, return_counts=True)
     cell_image, cell_class = cells // num_classes, cells % num_classes
+    labels_per_image = np.bincount(label_image, minlength=num_images)
+    crowded = labels_per_image > np.percentile(labels_per_image, 99)
     chosen = np.zeros(num_images, dtype=bool)
     have = np.zeros(num_classes, dtype=np.int64)
     for c in present[np.lexsort((present, per_class[present]))]:
         if have[c] >= at_least:
             continue
-        mine = (cell_class == c) & ~chosen[cell_image]
-        images, n = cell_image[mine], cell_count[mine]  # pool order (cells sorted by image)
+        mine = np.flatnonzero((cell_class == c) & ~chosen[cell_image])
+        mine = mine[np.argsort(crowded[cell_image[mine]], kind="stable")]
+        images, n = cell_image[mine], cell_count[mine]
         take = images[:int(np.searchsorted(np.cumsum(n), at_least - have[c])) + 1]
         chosen[take] = True
         have = np.bincount(cell_class[chosen[cell_image]], weights=cell_count[chosen[cell_image]],
@@ -777,7 +782,8 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig, with_images: boo
                     "planted_pairs": tax.planted_pairs, "cases": tax.cases(cfg),
                     "splits": {}}
         with open(tmp / "class-descriptions.csv", "w", encoding="utf-8") as f:
-            f.writelines(f"{label},{name}\n" for label, name in zip(tax.classes.labels, tax.classes.names))
+            f.writelines(f"{label},{name}\n"
+                         for label, name in zip(tax.classes.labels, tax.classes.names))
         (tmp / "hierarchy.json").write_text(json.dumps(tax.tree, indent=1))
         for split in ("train", "val"):
             ann = generate_annotations(cfg, tax, split)

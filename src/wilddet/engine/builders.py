@@ -205,6 +205,42 @@ def class_image_counts(index: ClassImageIndex, hierarchy: Hierarchy | None
     return expanded.images_per_class, index.num_images
 
 
+def training_index(cache, image_ids: list[str] | None, config: Config, meta: DatasetMeta
+                   ) -> ClassImageIndex:
+    """The samplers' class<->image index over the dataset's items (cache codes, or positions in
+    ``image_ids``); hierarchy-expanded counts with ``sampling.hierarchy_counts``."""
+    hier = meta.hierarchy if config.sampling.hierarchy_counts else None
+    if image_ids is None and hier is None:
+        return cache.class_image_index()  # memory-mapped, built once with the cache
+    codes = np.asarray(cache.image_codes)
+    labels = np.asarray(cache.label_codes)
+    if image_ids is None:
+        return ClassImageIndex.from_codes(codes, labels, cache.num_images, len(meta.classes), hier)
+    position = np.full(cache.num_images, -1, np.int64)
+    for pos, image_id in enumerate(image_ids):
+        code = cache.image_code(image_id)
+        if code >= 0:
+            position[code] = pos
+    mapped = position[codes]
+    keep = mapped >= 0
+    return ClassImageIndex.from_codes(mapped[keep], labels[keep], len(image_ids),
+                                      len(meta.classes), hier)
+
+
+def classifier_index(cache, image_ids: list[str] | None, config: Config, meta: DatasetMeta,
+                     sampler_index: ClassImageIndex) -> ClassImageIndex:
+    """The index whose class counts the classifier heads use (``class_image_counts``): the
+    samplers' own, unless that one counts hierarchy-expanded labels (``sampling.hierarchy_counts``)
+    while the RoI targets are not expanded; then the index of the labels as annotated."""
+    m = config.model
+    if (not config.sampling.hierarchy_counts or meta.hierarchy is None
+            or (m.multi_hot and m.hierarchy_targets)):
+        return sampler_index
+    as_annotated = dataclasses.replace(
+        config, sampling=dataclasses.replace(config.sampling, hierarchy_counts=False))
+    return training_index(cache, image_ids, as_annotated, meta)
+
+
 def build_schedule(sampling: SamplingConfig, index: ClassImageIndex, *, batch_size: int,
                    max_iters: int, world_size: int, seed: int) -> HybridSchedule:
     """Every sampler kind as a ``HybridSchedule`` (one segment unless "hybrid"), so batches are a

@@ -33,15 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wilddet.config import Config, ConfigValueError
+from wilddet.config import Config, ConfigValueError, SamplingConfig
 from wilddet.data.class_index import ClassImageIndex
 from wilddet.engine.lr_schedule import default_step_iters
 from wilddet.errors import InputError
-from wilddet.sampling.probabilities import (
-    non_balance_image_probabilities,
-    repeat_factor_image_probabilities,
-    soft_balance_image_probabilities,
-)
+from wilddet.model.choices import SCORE_ACTIVATION
+from wilddet.sampling.samplers import build_sampler
 from wilddet.sampling.schedule import EmptyPhaseError, hybrid_phase_iters
 
 
@@ -58,7 +55,7 @@ class ClassDraws:
 
 @dataclass(frozen=True)
 class PhasePlan:
-    kind: str              # "non-balance", "soft-balance", "class-aware", "repeat-factor"
+    kind: str              # a sampler kind: "non-balance", "soft-balance", "class-aware", ...
     params: dict           # {"lam": 0.5} / {"threshold": 0.001} / {}
     start: int             # first iteration
     stop: int              # one past the last iteration
@@ -146,6 +143,7 @@ def compute_plan(config: Config, *, world_size: int, index: ClassImageIndex | No
         notes.append(f"optim.warmup_iters = {config.optim.warmup_iters} is not shorter than the "
                      f"run ({max_iters} iterations): the LR never reaches {lr:g}")
     _norm_notes(config, batch_per_rank, world_size, notes)
+    _score_notes(config, notes)
     n_evals, eval_images = _evaluations(config, max_iters, num_val_images, notes)
     period = config.train.checkpoint_period_iters
     n_ckpt = max_iters // period + (1 if max_iters % period else 0)
@@ -197,6 +195,16 @@ def _norm_notes(config: Config, batch_per_rank: int, world_size: int,
                      "batch on CUDA; a CPU (gloo) run keeps them per rank")
 
 
+def _score_notes(config: Config, notes: list[str]) -> None:
+    """Say when a sigmoid-family loss is scored with a softmax over all C columns: its
+    background logit (column 0) is never trained (long-tail-losses spec: column 0 unused)."""
+    loss, scores = config.model.classifier_loss, config.model.test_scores
+    if SCORE_ACTIVATION[loss] == "sigmoid" and SCORE_ACTIVATION[scores] != "sigmoid":
+        notes.append(f"model.test_scores = {scores} scores the sigmoid-family loss {loss} with "
+                     "a softmax whose background logit that loss never trains: set "
+                     f"model.test_scores = {loss} for its own (sigmoid) scores")
+
+
 def _scaled_lr(config: Config, global_batch: int) -> float:
     """lr, or lr * G / reference_batch_size with linear scaling."""
     optim = config.optim
@@ -233,7 +241,11 @@ def _phases(config: Config, index, num_images: int, global_batch: int, max_iters
             key = ("sampling.non_balance_min_epochs" if e.cause == "min_epochs"
                    else "sampling.non_balance_fraction")
             raise ConfigValueError(key, str(e)) from None
-        layout = [("non-balance", 0, first), ("soft-balance", first, max_iters)]
+        if sampling.hybrid_order == "balance-first":  # as default_hybrid_schedule
+            layout = [("soft-balance", 0, max_iters - first),
+                      ("non-balance", max_iters - first, max_iters)]
+        else:
+            layout = [("non-balance", 0, first), ("soft-balance", first, max_iters)]
     else:
         layout = [(sampling.kind, 0, max_iters)]
     phases = []
@@ -242,7 +254,7 @@ def _phases(config: Config, index, num_images: int, global_batch: int, max_iters
                   "repeat-factor": {"threshold": sampling.repeat_threshold}}.get(kind, {})
         draws = None
         if index is not None:
-            probabilities = _image_probabilities(kind, params, index)
+            probabilities = _image_probabilities(kind, sampling, index)
             draws = class_draws(index, probabilities, (stop - start) * global_batch,
                                 class_names)
         phases.append(PhasePlan(kind, params, start, stop, (stop - start) / max_iters,
@@ -250,19 +262,13 @@ def _phases(config: Config, index, num_images: int, global_batch: int, max_iters
     return tuple(phases)
 
 
-def _image_probabilities(kind: str, params: dict, index: ClassImageIndex) -> np.ndarray:
-    """P(k) [I] of one sampler kind (``sampling.probabilities``)."""
-    match kind:
-        case "non-balance":
-            return non_balance_image_probabilities(index)
-        case "soft-balance":
-            return soft_balance_image_probabilities(index, params["lam"])
-        case "class-aware":
-            return soft_balance_image_probabilities(index, 0.0)
-        case "repeat-factor":
-            return repeat_factor_image_probabilities(index, params["threshold"])
-        case other:  # pragma: no cover - the config's Literal rules it out
-            raise ValueError(f"unknown sampler {other!r}")
+def _image_probabilities(kind: str, sampling: SamplingConfig, index: ClassImageIndex
+                         ) -> np.ndarray:
+    """P(k) [I] of one sampler kind: the closed form of the sampler training builds
+    (``sampling.samplers.build_sampler``, the one list of kinds besides the config's)."""
+    sampler = build_sampler(kind, index, lam=sampling.lam,
+                            repeat_threshold=sampling.repeat_threshold)
+    return sampler.image_probabilities()
 
 
 def class_draws(index: ClassImageIndex, image_probabilities: np.ndarray, num_draws: int,
@@ -433,10 +439,7 @@ def load_training_index(config: Config, hint: str = ""):
     InputError (with ``hint`` appended)."""
     from wilddet.data.cache import open_box_cache
     from wilddet.data.dataset import read_image_list
-    from wilddet.engine.builders import load_meta, require_file
-
-    # training_index lives with the trainer, which imports this module: import it here
-    from wilddet.engine.train import training_index
+    from wilddet.engine.builders import load_meta, require_file, training_index
 
     try:
         meta = load_meta(dataclasses.replace(

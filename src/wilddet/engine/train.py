@@ -46,9 +46,11 @@ from wilddet.engine.builders import (
     build_detector,
     build_optimizer,
     build_schedule,
+    classifier_index,
     hierarchy_to_state,
     load_meta,
     require_file,
+    training_index,
 )
 from wilddet.engine.checkpoint import (
     FORMAT_VERSION,
@@ -118,28 +120,6 @@ def prepare_batch(images, targets, device: torch.device, flips, channels_last: b
     return out_images, out_targets
 
 
-def training_index(cache, image_ids: list[str] | None, config: Config, meta: DatasetMeta
-                   ) -> ClassImageIndex:
-    """The samplers' class<->image index over the dataset's items (cache codes, or positions in
-    ``image_ids``); hierarchy-expanded counts with ``sampling.hierarchy_counts``."""
-    hier = meta.hierarchy if config.sampling.hierarchy_counts else None
-    if image_ids is None and hier is None:
-        return cache.class_image_index()  # memory-mapped, built once with the cache
-    codes = np.asarray(cache.image_codes)
-    labels = np.asarray(cache.label_codes)
-    if image_ids is None:
-        return ClassImageIndex.from_codes(codes, labels, cache.num_images, len(meta.classes), hier)
-    position = np.full(cache.num_images, -1, np.int64)
-    for pos, image_id in enumerate(image_ids):
-        code = cache.image_code(image_id)
-        if code >= 0:
-            position[code] = pos
-    mapped = position[codes]
-    keep = mapped >= 0
-    return ClassImageIndex.from_codes(mapped[keep], labels[keep], len(image_ids),
-                                      len(meta.classes), hier)
-
-
 class _Writer:
     """Rank 0's outputs: metrics.jsonl (+ TensorBoard scalars when enabled)."""
 
@@ -179,13 +159,15 @@ class _Writer:
 
 
 def train(config: Config, out_dir: str | os.PathLike, *, resume: bool = False,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None,
+          config_source: str | os.PathLike | None = None) -> TrainResult:
     """Train ``config`` into ``out_dir`` (created). ``resume``: continue from the newest valid
     checkpoint there (from scratch if there is none). Without ``resume`` a folder that already
     holds checkpoints is refused. Under torchrun every rank calls this; the process group is
     created here (and destroyed at the end) unless the caller made one.
 
-    ``progress``: live bar on rank 0 (None = when stderr is a terminal).
+    ``progress``: live bar on rank 0 (None = when stderr is a terminal). ``config_source``:
+    the config file, named by errors about the config (e.g. an empty sampler phase).
     Bad input raises ``InputError`` before anything is written.
     """
     owned_group = not ddp.is_distributed()
@@ -195,7 +177,7 @@ def train(config: Config, out_dir: str | os.PathLike, *, resume: bool = False,
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)
     try:
-        return _train(config, Path(out_dir), resume, progress, info)
+        return _train(config, Path(out_dir), resume, progress, info, config_source)
     finally:
         # torch.use_deterministic_algorithms imports torch._inductor (~3 s): call it only to undo
         if torch.are_deterministic_algorithms_enabled() != deterministic_before:
@@ -206,10 +188,10 @@ def train(config: Config, out_dir: str | os.PathLike, *, resume: bool = False,
 
 
 def _train(config: Config, run_dir: Path, resume: bool, progress: bool | None,
-           info: ddp.DistInfo) -> TrainResult:
+           info: ddp.DistInfo, config_source=None) -> TrainResult:
     start_time = time.perf_counter()
     inputs = _check_inputs(config, run_dir, resume)
-    data = _build_data(config, inputs, info)
+    data = _build_data(config, inputs, info, config_source)
     user_config, config = config, data.config  # from here on: the plan's numbers written in
     parts, start_iteration, rng_state = _resume_or_init(config, inputs, data, info)
     parts = _wrap_ddp(parts, config, info)
@@ -256,6 +238,7 @@ class _Data:
     plan: RunPlan                   # what the config resolves to on this world size
     config: Config                  # the config with the plan's numbers written in (resolve)
     schedule: object                # the sampler schedule (global batches per iteration)
+    heads_index: ClassImageIndex    # the classifier heads' class counts (builders.classifier_index)
 
 
 @dataclass(frozen=True)
@@ -312,22 +295,25 @@ def _check_inputs(config: Config, run_dir: Path, resume: bool) -> _Inputs:
     return _Inputs(meta, image_dir, boxes_csv, image_ids, fp, found)
 
 
-def _build_data(config: Config, inputs: _Inputs, info: ddp.DistInfo) -> _Data:
+def _build_data(config: Config, inputs: _Inputs, info: ddp.DistInfo,
+                config_source=None) -> _Data:
     """The annotation cache, the dataset, the samplers' index, the run plan (InputError naming
-    the key when the config contradicts itself) and the batch schedule."""
+    ``config_source`` and the key when the config contradicts itself) and the batch
+    schedule."""
     cache = open_box_cache(inputs.boxes_csv, inputs.meta.classes,
                            cache_dir=config.data.cache_dir or None)
     dataset = DetectionDataset(inputs.image_dir, cache, image_ids=inputs.image_ids,
                                drop_degenerate=True, uint8=True)
     index = training_index(cache, inputs.image_ids, config, inputs.meta)
     num_val = count_val_images(config) if config.eval.period_iters >= 0 else None
-    plan = plan_run(config, source="config", world_size=info.world_size, index=index,
-                    class_names=inputs.meta.classes.names, num_val_images=num_val)
+    plan = plan_run(config, source=config_source or "config", world_size=info.world_size,
+                    index=index, class_names=inputs.meta.classes.names, num_val_images=num_val)
     resolved = resolve(config, plan)
     tc = resolved.train
     schedule = build_schedule(resolved.sampling, index, batch_size=tc.batch_size,
                               max_iters=tc.max_iters, world_size=info.world_size, seed=tc.seed)
-    return _Data(dataset, index, plan, resolved, schedule)
+    heads_index = classifier_index(cache, inputs.image_ids, config, inputs.meta, index)
+    return _Data(dataset, index, plan, resolved, schedule, heads_index)
 
 
 def _resume_or_init(config: Config, inputs: _Inputs, data: _Data, info: ddp.DistInfo
@@ -342,9 +328,10 @@ def _resume_or_init(config: Config, inputs: _Inputs, data: _Data, info: ddp.Dist
     if tc.deterministic and not torch.are_deterministic_algorithms_enabled():
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(tc.seed)  # same initial weights on every rank
-    # the classifier's class frequencies come from the samplers' index; its state is summed
+    # the classifier's class frequencies come from the training index (as annotated when the
+    # samplers count expanded labels but the targets are not expanded); its state is summed
     # over the ranks
-    heads_input = TrainingContext(data.index, tc.seed, info.rank, ddp.all_reduce_sum)
+    heads_input = TrainingContext(data.heads_index, tc.seed, info.rank, ddp.all_reduce_sum)
     model = build_detector(config.model, inputs.meta, heads_input).to(device)
     if use_cuda and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)

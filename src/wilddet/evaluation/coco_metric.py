@@ -17,10 +17,11 @@ Shapes: ``D`` detections, ``K`` categories, ``T`` = 10 IoU thresholds (0.5:0.05:
 faster-coco-eval matches and accumulates (``precision [T, R, K, A, M]``, ``recall [T, K, A,
 M]``); a summary number is the mean of the entries > −1 of one slice of those arrays, exactly as
 ``COCOeval.summarize`` / ``LVISEval.summarize`` take it, None when there is none (computed here
-so that the categories can be evaluated in slices, see ``MAX_PAIRS_PER_PASS``). ``per_class_ap[k]`` = mean of the precision entries
-> −1 of category k over all T and R, area "all", the last maxDets (100 COCO, 300 LVIS); NaN when
-it has none (no ground truth). Pure: takes the parsed documents, never prints (faster-coco-eval's
-messages go to a no-op function) and never touches files.
+so that the categories can be evaluated in slices, see ``MAX_PAIRS_PER_PASS``).
+``per_class_ap[k]`` = mean of the precision entries > −1 of category k over all T and R, area
+"all", the last maxDets (100 COCO, 300 LVIS); NaN when it has none (no ground truth). Pure:
+takes the parsed documents, never prints (faster-coco-eval's messages go to a no-op function) and
+never touches files.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ LVIS_MAX_DETS_PER_IMAGE = 300
 
 # Pairs (image, category) faster-coco-eval is given at once: it builds a Python dict entry for
 # every pair of its image x category product (23.8M at LVIS val size, ~4 GB), so larger sets
-# are evaluated in slices of categories. Exact: matching, the per-image LVIS filters and the
+# are evaluated in slices of categories, each with only its own detections (so only one slice
+# of detection records exists at a time). Exact: matching, the per-image LVIS filters and the
 # accumulation are per category, and the summary means run over the concatenated arrays.
 MAX_PAIRS_PER_PASS = 2_000_000
 
@@ -115,18 +117,24 @@ def _gt_for_eval(gt_doc: dict, metric: MetricName) -> dict:
     return {"images": gt_doc["images"], "categories": gt_doc["categories"], "annotations": anns}
 
 
-def _results_dataset(gt_doc: dict, detections: Detections) -> dict:
-    """What faster-coco-eval's ``loadRes`` builds for box results, minus the polygon it adds as
-    ``segmentation`` (unused for boxes, and the largest part of its memory)."""
-    bbox = np.asarray(detections.bbox, np.float64).reshape(-1, 4)
+def _results_coco(gt_doc: dict, detections: Detections, rows: np.ndarray):
+    """A faster-coco-eval ``COCO`` of the detections ``rows`` (ids = row + 1): what its
+    ``loadRes`` builds for box results, minus the polygon it adds as ``segmentation`` (unused for
+    boxes, and the largest part of its memory)."""
+    from faster_coco_eval import COCO
+
+    bbox = np.asarray(detections.bbox[rows], np.float64).reshape(-1, 4)
     area = (bbox[:, 2] * bbox[:, 3]).tolist()
     anns = [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b, "score": s, "area": a,
              "iscrowd": 0}
-            for n, (i, c, b, s, a) in enumerate(zip(detections.image_ids.tolist(),
-                                                    detections.category_ids.tolist(),
-                                                    bbox.tolist(), detections.scores.tolist(),
-                                                    area))]
-    return {"images": gt_doc["images"], "categories": gt_doc["categories"], "annotations": anns}
+            for n, i, c, b, s, a in zip(rows.tolist(), detections.image_ids[rows].tolist(),
+                                        detections.category_ids[rows].tolist(), bbox.tolist(),
+                                        detections.scores[rows].tolist(), area)]
+    coco_dt = COCO(print_function=_silent)
+    coco_dt.dataset = {"images": gt_doc["images"], "categories": gt_doc["categories"],
+                       "annotations": anns}
+    coco_dt.createIndex()
+    return coco_dt
 
 
 def _mean_valid(values: np.ndarray) -> float | None:
@@ -165,18 +173,24 @@ def _summary(precision: np.ndarray, recall: np.ndarray, params, metric: MetricNa
     return out
 
 
-def _accumulate(coco_gt, coco_dt, category_ids: np.ndarray, num_images: int,
+def _accumulate(coco_gt, gt_doc: dict, detections: Detections, category_ids: np.ndarray,
                 metric: MetricName):
-    """faster-coco-eval's evaluate + accumulate over slices of the categories: (precision
-    [T, R, K, A, M], recall [T, K, A, M], params)."""
+    """faster-coco-eval's evaluate + accumulate over slices of the categories, each given only
+    its own detections: (precision [T, R, K, A, M], recall [T, K, A, M], params)."""
     from faster_coco_eval import COCOeval_faster
 
-    step = max(1, MAX_PAIRS_PER_PASS // max(num_images, 1))
+    step = max(1, MAX_PAIRS_PER_PASS // max(len(gt_doc["images"]), 1))
+    order = np.argsort(detections.category_ids, kind="stable")
+    sorted_cats = detections.category_ids[order]
     precision, recall, params = [], [], None
     for lo in range(0, max(len(category_ids), 1), step):
-        ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=_silent,
-                             lvis_style=metric == "lvis")
-        ev.params.catIds = category_ids[lo:lo + step].tolist()
+        cats = category_ids[lo:lo + step]
+        first = np.searchsorted(sorted_cats, cats[0], side="left") if len(cats) else 0
+        end = np.searchsorted(sorted_cats, cats[-1], side="right") if len(cats) else 0
+        rows = np.sort(order[first:end])  # this slice's detections, in file order
+        ev = COCOeval_faster(coco_gt, _results_coco(gt_doc, detections, rows), iouType="bbox",
+                             print_function=_silent, lvis_style=metric == "lvis")
+        ev.params.catIds = cats.tolist()
         if metric == "lvis":
             ev.params.maxDets = [LVIS_MAX_DETS_PER_IMAGE]
         ev.evaluate()
@@ -199,13 +213,9 @@ def evaluate_coco_style(gt_doc: dict, detections: Detections,
         detections = detections.take(top_per_image(detections, LVIS_MAX_DETS_PER_IMAGE))
     gt_eval = _gt_for_eval(gt_doc, metric)
     coco_gt = COCO(gt_eval, print_function=_silent)
-    coco_dt = COCO(print_function=_silent)
-    coco_dt.dataset = _results_dataset(gt_doc, detections)
-    coco_dt.createIndex()
     by_id = {int(c["id"]): c for c in gt_doc["categories"]}
     category_ids = np.asarray(sorted(by_id), np.int64)
-    precision, recall, params = _accumulate(coco_gt, coco_dt, category_ids,
-                                            len(gt_doc["images"]), metric)
+    precision, recall, params = _accumulate(coco_gt, gt_doc, detections, category_ids, metric)
     frequency = np.asarray([by_id[int(c)].get("frequency", "") for c in category_ids])
     summary = _summary(precision, recall, params, metric, frequency)
 

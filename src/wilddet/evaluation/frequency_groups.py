@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wilddet.data.coco.frequency import FREQUENCIES, frequency_of
+from wilddet.evaluation.ap import mean_ap
 
 NUM_EQUAL_BINS = 5
 
@@ -39,9 +40,8 @@ class GroupAP:
 
 def _group(name: str, members: np.ndarray, ap: np.ndarray, counts: np.ndarray) -> GroupAP:
     values = ap[members]
-    valid = values[~np.isnan(values)]
-    return GroupAP(name, float(valid.mean()) if len(valid) else float("nan"), len(members),
-                   len(valid), int(counts[members].min()) if len(members) else -1,
+    return GroupAP(name, mean_ap(values), len(members),
+                   int((~np.isnan(values)).sum()), int(counts[members].min()) if len(members) else -1,
                    int(counts[members].max()) if len(members) else -1)
 
 

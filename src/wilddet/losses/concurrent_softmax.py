@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wilddet.data.records import rate_matrix_problem
 from wilddet.losses._common import compute_dtype as _compute_dtype
 from wilddet.losses._common import positive_pairs as _positive_pairs
 from wilddet.losses._common import sel as _sel
@@ -76,12 +77,9 @@ def pad_rate_matrix(rate_kk) -> torch.Tensor:
         rate = rate_kk if rate_kk.is_floating_point() else rate_kk.float()
     else:
         raise TypeError(f"rate must be a numpy array or a tensor, got {type(rate_kk).__name__}")
-    if rate.dim() != 2 or rate.shape[0] != rate.shape[1]:
-        raise ValueError(f"rate must be a square [K, K] matrix, got shape {tuple(rate.shape)}")
-    if not bool(torch.isfinite(rate).all()) or bool((rate < 0).any()) or bool((rate > 1).any()):
-        raise ValueError("rate values must be finite and in [0, 1]")
-    if bool((torch.diagonal(rate) != 0).any()):
-        raise ValueError("rate must have a zero diagonal")
+    problem = rate_matrix_problem(rate.detach().cpu().double().numpy())
+    if problem:
+        raise ValueError(problem)
     return F.pad(rate, (1, 0, 1, 0))  # [K+1, K+1]
 
 

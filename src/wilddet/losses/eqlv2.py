@@ -131,11 +131,11 @@ class EQLv2(nn.Module):
         """The loss of this batch with the weights of the previous steps, then P and N grow by
         this batch's statistics summed over the ranks (``reduce_sum`` is called exactly once, on
         every rank: it is a collective)."""
-        pos_w, neg_w = self.weights()
-        loss = eqlv2_loss(logits, targets, pos_w, neg_w)
-        pos, neg = eqlv2_gradient_stats(logits, targets, pos_w, neg_w)
+        pos_w, neg_w = _class_weights(*self.weights(), logits)
+        # the loss's own σ gives the sums of eqlv2_gradient_stats (one pass fewer)
+        loss, pos, neg = weighted_bce(logits, targets, pos_w=pos_w, neg_w=neg_w, with_stats=True)
         with torch.no_grad():
-            stats = torch.cat([pos, neg]).to(self.pos_grad)  # [2K] one message per step
+            stats = torch.cat([pos * pos_w, neg * neg_w]).to(self.pos_grad)  # [2K], one message
             if self.reduce_sum is not None:
                 stats = self.reduce_sum(stats)
             self.pos_grad += stats[: self.num_classes]

@@ -35,22 +35,26 @@ class _WeightedBCE(torch.autograd.Function):
 
         w_rj = neg_w_j on the negatives (fg_neg_w_j instead on the rows ``fg_rows``, which
                requires neg_w = 1),
-        w_p  = pos_w_p on the positive pairs p (flat indices ``flat_pos`` into [R, C], j >= 1).
+        w_p  = pos_w_p on the positive pairs p (flat indices ``flat_pos`` into [R, C], j >= 1),
+
+    and, when ``stats``, the detached sums (Σ_r y_rj (1 - σ_rj), Σ_r (1 - y_rj) σ_rj) [K] each
+    (EQLv2's statistics before weighting; else two empty tensors).
 
     Written by hand because ``F.binary_cross_entropy_with_logits`` is a chain of ~8 elementwise
-    kernels on CPU: with BCE = softplus(z) - z y the forward is a column sum of softplus (see
-    ``_column_softplus``) plus a sparse correction at the positives, and the backward,
-    dL/dz = w (σ(z) - y), one sigmoid pass times the column weights. neg_w, fg_neg_w [C] with
-    column 0 = 0 (None: 1, no row override), fg_rows [G], pos_w [P] (None: 1).
+    kernels on CPU: with BCE = softplus(z) - z y the forward is one sigmoid pass, a column sum of
+    softplus from it (``_column_softplus``) and a sparse correction at the positives, and the
+    backward, dL/dz = w (σ(z) - y), the saved σ times the column weights. neg_w, fg_neg_w [C]
+    with column 0 = 0 (None: 1, no row override), fg_rows [G], pos_w [P] (None: 1).
     """
 
     @staticmethod
-    def forward(ctx, z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w):
-        columns = _column_softplus(z)[1:]  # [K]
+    def forward(ctx, z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w, stats):
+        prob = torch.sigmoid(z)  # [R, C]
+        columns = _column_softplus(z, prob)[1:]  # [K]
         total = columns.sum() if neg_w is None else columns @ neg_w[1:]
         if fg_rows is not None:  # those rows got weight 1 above: swap in fg_neg_w
             assert neg_w is None, "a row override goes with neg_w = 1"
-            fg_columns = _column_softplus(sel(z, fg_rows))[1:]
+            fg_columns = _column_softplus(sel(z, fg_rows), sel(prob, fg_rows))[1:]
             total = total + fg_columns @ (fg_neg_w[1:] - 1.0)
         # the positives got their negative weight above: w_p BCE(z, 1) = w_p (softplus(z) - z)
         given = _negative_weight(flat_pos, z.shape, neg_w, fg_rows, fg_neg_w)
@@ -58,39 +62,47 @@ class _WeightedBCE(torch.autograd.Function):
         z_pos = sel(z.view(-1), flat_pos)
         sp_pos = torch.logaddexp(z_pos, z_pos.new_zeros(()))
         total = total + ((pos - given) * sp_pos - pos * z_pos).sum()
-        ctx.save_for_backward(z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w)
-        return total
+        prob_pos = sel(prob.view(-1), flat_pos)
+        # the positives' gradient is written apart: keep σ of the negatives only
+        prob.view(-1).index_fill_(0, flat_pos, 0.0)
+        positives = negatives = z.new_zeros(0)
+        if stats:
+            negatives = prob[:, 1:].sum(dim=0)
+            positives = torch.zeros_like(prob[0]).index_add_(0, flat_pos % z.shape[1],
+                                                              1.0 - prob_pos)[1:]
+        ctx.save_for_backward(flat_pos, pos_w, neg_w, fg_rows, fg_neg_w, prob, prob_pos)
+        ctx.mark_non_differentiable(positives, negatives)
+        return total, positives, negatives
 
     @staticmethod
-    def backward(ctx, grad_total):
-        z, flat_pos, pos_w, neg_w, fg_rows, fg_neg_w = ctx.saved_tensors
+    def backward(ctx, grad_total, _grad_positives, _grad_negatives):
+        flat_pos, pos_w, neg_w, fg_rows, fg_neg_w, prob, prob_pos = ctx.saved_tensors
         if neg_w is None:
-            neg_w = torch.ones(z.shape[1], dtype=z.dtype, device=z.device)
+            neg_w = torch.ones(prob.shape[1], dtype=prob.dtype, device=prob.device)
             neg_w[0] = 0.0
-        grad = torch.sigmoid(z).mul_(neg_w * grad_total)  # [R, C], column 0 -> 0
+        grad = prob * (neg_w * grad_total)  # [R, C], column 0 -> 0
         if fg_rows is not None:  # (neg_w is then 1) their rows: σ g fg_neg_w
             grad.index_copy_(0, fg_rows, sel(grad, fg_rows).mul_(fg_neg_w))
         pos = grad_total if pos_w is None else pos_w * grad_total
-        sigma_pos = torch.sigmoid(sel(z.view(-1), flat_pos))
-        grad.view(-1).index_copy_(0, flat_pos, (sigma_pos - 1.0) * pos)
-        return grad, None, None, None, None, None
+        grad.view(-1).index_copy_(0, flat_pos, (prob_pos - 1.0) * pos)
+        return grad, None, None, None, None, None, None
 
 
 _ROW_BLOCK = 64  # σ(|z|) >= 1/2: a product of 64 of them stays >= 2^-64 (no underflow)
 
 
-def _column_softplus(z: torch.Tensor) -> torch.Tensor:
-    """Σ_r softplus(z_rj) per column, [C].
+def _column_softplus(z: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """Σ_r softplus(z_rj) per column, [C]; prob = σ(z).
 
     float64 (tests): logaddexp(z, 0), exact. Otherwise softplus(z) = max(z, 0) - log σ(|z|) with
-    the log taken once per product of 64 rows (σ(|z|) in [1/2, 1)), not per entry: a sigmoid
-    pass costs a third of a log or softplus pass on CPU. The error is float32 rounding
-    (σ(|z|) rounds to 1 for |z| > 17, dropping terms < 6e-8).
+    σ(|z|) = max(σ(z), 1 - σ(z)) in [1/2, 1) and the log taken once per product of 64 rows, not
+    per entry: a log or softplus pass costs about three sigmoid passes on CPU. The error is
+    float32 rounding (σ(|z|) rounds to 1 for |z| > 17, dropping terms < 6e-8).
     """
     if z.dtype == torch.float64:
         return torch.logaddexp(z, z.new_zeros(())).sum(dim=0)
     num_rows, num_cols = z.shape
-    s = torch.sigmoid(z.abs())  # [R, C]
+    s = torch.maximum(prob, 1.0 - prob)  # [R, C] σ(|z|)
     full = num_rows - num_rows % _ROW_BLOCK
     logs = torch.log(s[:full].view(-1, _ROW_BLOCK, num_cols).prod(dim=1)).sum(dim=0)
     if full < num_rows:
@@ -117,14 +129,15 @@ def _with_background(weight: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, pos_w=None, neg_w=None,
-                 fg_neg_w=None) -> torch.Tensor:
+                 fg_neg_w=None, with_stats: bool = False):
     """(1/R) Σ_r Σ_{j>=1} w_rj BCE(z_rj, y_rj), the shared core of the sigmoid family.
 
     logits, targets [R, C] (checked); weights per foreground class, [K] tensors already in the
     compute dtype on the logits' device (``side_input``), None = 1: pos_w on the positive
     entries, neg_w on the negatives, fg_neg_w on the negatives of foreground RoIs (rows with a
-    positive j >= 1) instead of 1 (only with neg_w None). Computed in float32 (float64 stays float64), autocast
-    off; a scalar.
+    positive j >= 1) instead of 1 (only with neg_w None). Computed in float32 (float64 stays
+    float64), autocast off. Returns the scalar loss; with ``with_stats`` (loss, Σ_r y (1 - σ)
+    [K], Σ_r (1 - y) σ [K]), the two sums detached (EQLv2's statistics before weighting).
     """
     check_logits_targets(logits, targets)
     if fg_neg_w is not None and neg_w is not None:
@@ -139,9 +152,11 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, pos_w=None, neg_w=
         if fg_neg_w is not None:
             fg_rows = torch.unique(torch.div(flat_pos, num_cols, rounding_mode="floor"))
         pos_pair_w = None if pos_w is None else sel(_with_background(pos_w), flat_pos % num_cols)
-        total = _WeightedBCE.apply(z, flat_pos, pos_pair_w, _with_background(neg_w), fg_rows,
-                                   _with_background(fg_neg_w))
-        return total / max(z.shape[0], 1)  # mean over the R RoIs
+        total, positives, negatives = _WeightedBCE.apply(
+            z, flat_pos, pos_pair_w, _with_background(neg_w), fg_rows,
+            _with_background(fg_neg_w), with_stats)
+        loss = total / max(z.shape[0], 1)  # mean over the R RoIs
+        return (loss, positives, negatives) if with_stats else loss
 
 
 def sigmoid_bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,8 @@ def tiny_body() -> nn.Sequential:
 
 
 def hub_weights_path(weights) -> str:
-    """Where torchvision keeps ``weights`` in the torch hub cache (``$TORCH_HOME/hub/checkpoints``)."""
+    """Where torchvision keeps ``weights`` in the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``)."""
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
 
 
@@ -92,7 +93,8 @@ def _load_state_dict(model: nn.Module, path: str | os.PathLike, name: str) -> No
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
-        raise InputError(path, f"pretrained {name} weights: cannot read a state_dict ({e})") from None
+        raise InputError(path, f"pretrained {name} weights: cannot read a state_dict ({e})"
+                         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -10,7 +10,6 @@ classifier (``classifiers``).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +21,6 @@ from wilddet.model.backbones import build_backbone
 from wilddet.model.classifiers import ClassifierHead
 from wilddet.model.roi_heads import MultiLabelRoIHeads
 from wilddet.model.targets import ancestor_matrix
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

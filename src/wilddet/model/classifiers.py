@@ -271,7 +271,8 @@ class SeesawHead(ClassifierHead):
 
 class Federated(_NeedsTrainingStatistics):
     """Federated loss (Zhou et al. 2021; spec §5): BCE over F = the batch's positive classes
-    plus classes drawn ∝ w_j = image_counts_j^freq_power, ``num_sampled_classes`` in all.
+    (those of the rank's sampled RoIs, as detectron2's ``get_fed_loss_classes``) plus classes
+    drawn ∝ w_j = image_counts_j^freq_power, ``num_sampled_classes`` in all.
 
     The draw of step t uses ``federated_generator(seed, t, rank)``; t counts the calls of
     ``loss`` in the persistent buffer ``iteration``, so a resumed run draws the same subsets.

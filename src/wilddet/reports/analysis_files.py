@@ -39,6 +39,8 @@ PAIRS_FILE = "confusion_pairs.csv"
 REPORT_FILE = "report.md"
 OUTPUT_FILES = (CLASS_STATS_FILE, PAIRS_FILE, RATE_FILE, REPORT_FILE, "imbalance.png",
                 "confusion.png")
+PAIRS_COLUMNS = ("source", "confusion", "source_name", "confusion_name", "source_boxes",
+                 "confusion_boxes", "ratio")
 
 
 def class_stats_frame(a: Analysis) -> pd.DataFrame:
@@ -53,10 +55,9 @@ def class_stats_frame(a: Analysis) -> pd.DataFrame:
 def pairs_frame(a: Analysis) -> pd.DataFrame:
     """The rows of ``confusion_pairs.csv``."""
     p, labels, names = a.pairs, a.classes.labels, a.classes.names
-    return pd.DataFrame({"source": labels[p.source], "confusion": labels[p.confusion],
-                         "source_name": names[p.source], "confusion_name": names[p.confusion],
-                         "source_boxes": p.source_boxes, "confusion_boxes": p.confusion_boxes,
-                         "ratio": p.ratio})
+    columns = (labels[p.source], labels[p.confusion], names[p.source], names[p.confusion],
+               p.source_boxes, p.confusion_boxes, p.ratio)
+    return pd.DataFrame(dict(zip(PAIRS_COLUMNS, columns)))
 
 
 def write_analysis(a: Analysis, out_dir: str | os.PathLike,
@@ -104,13 +105,18 @@ def read_class_filter(path: str | os.PathLike) -> set[str]:
     return {label for _, labels in _column_values(path, head, rows, cols) for label in labels}
 
 
+def read_pairs_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a confusion-pairs CSV as {column: text} in file order (strongest first as
+    written); the ``source`` and ``confusion`` columns must be there and filled."""
+    path, head, rows = _read_pairs_csv(path)
+    list(_column_values(path, head, rows, ["source", "confusion"]))  # both filled on every row
+    return [dict(zip(head, row)) for _, row in rows]
+
+
 def read_confusion_pairs(path: str | os.PathLike, classes: ClassList) -> np.ndarray:
     """[P, 2] int64 class codes (source, confusion) of every row of a confusion-pairs CSV
     (columns ``source`` and ``confusion`` hold LabelNames; other columns ignored)."""
-    path, head, rows = read_csv_rows(path)
-    for col in ("source", "confusion"):
-        if col not in head:
-            raise InputError(path, "needs columns source,confusion", line=1, field=col)
+    path, head, rows = _read_pairs_csv(path)
     pairs = []
     for line_no, labels in _column_values(path, head, rows, ["source", "confusion"]):
         for label, col in zip(labels, ("source", "confusion")):
@@ -119,6 +125,15 @@ def read_confusion_pairs(path: str | os.PathLike, classes: ClassList) -> np.ndar
                                  line=line_no, field=col)
         pairs.append([classes.index[label] for label in labels])
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _read_pairs_csv(path: str | os.PathLike):
+    """``read_csv_rows`` of a file that must have the ``source`` and ``confusion`` columns."""
+    path, head, rows = read_csv_rows(path)
+    for col in ("source", "confusion"):
+        if col not in head:
+            raise InputError(path, "needs columns source,confusion", line=1, field=col)
+    return path, head, rows
 
 
 def _column_values(path: Path, head: list[str], rows, cols: list[str]):

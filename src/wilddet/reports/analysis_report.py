@@ -51,7 +51,8 @@ def _imbalance_section(r: Analysis) -> list[str]:
         rows = [[classes.names[k], classes.labels[k], int(c.boxes[k]), int(c.images[k]),
                  int(c.group_of_boxes[k])] for k in codes]
         out += [f"**{title}**", "",
-                markdown_table(["class", "label", "boxes", "images", "group-of boxes"], rows, "llrrr"), ""]
+                markdown_table(["class", "label", "boxes", "images", "group-of boxes"], rows,
+                               "llrrr"), ""]
     if s.num_empty:
         empty = [str(classes.names[k]) for k in np.flatnonzero(c.boxes == 0)]
         shown = ", ".join(empty[:30]) + (f", ... ({len(empty) - 30} more)" if len(empty) > 30
@@ -91,7 +92,8 @@ def _multilabel_section(r: Analysis) -> list[str]:
                 for k in top if gain[k] > 0]
         if rows:
             out += ["**Classes gaining the most boxes from their descendants**", "",
-                    markdown_table(["class", "boxes", "boxes expanded", "images expanded"], rows, "lrrr"),
+                    markdown_table(["class", "boxes", "boxes expanded", "images expanded"], rows,
+                                   "lrrr"),
                     ""]
     return out
 

@@ -47,7 +47,8 @@ class PerClassAP:
     @classmethod
     def from_result(cls, classes: ClassList, result) -> PerClassAP:
         """From a ``wilddet.evaluation.oid_challenge.ChallengeResult`` over ``classes``."""
-        return cls(np.asarray(classes.labels, dtype=object), np.asarray(classes.names, dtype=object),
+        return cls(np.asarray(classes.labels, dtype=object),
+                   np.asarray(classes.names, dtype=object),
                    np.asarray(result.ap, np.float64), np.asarray(result.num_gt, np.float64),
                    np.asarray(result.num_detections, np.int64),
                    np.asarray(result.num_tp, np.float64))

@@ -67,8 +67,9 @@ def header(c: ErrorComparison) -> list[str]:
 
 
 def to_markdown(c: ErrorComparison) -> str:
-    lines = [markdown_table(header(c), table_rows(c), "l" + "r" * 5), "", (f"mAP: {c.names[0]} {_f(c.maps[0])}, {c.names[1]} {_f(c.maps[1])}. "
-                   "ΔmAP: mAP without that type's false positives minus the mAP.")]
+    lines = [markdown_table(header(c), table_rows(c), "l" + "r" * 5), "",
+             (f"mAP: {c.names[0]} {_f(c.maps[0])}, {c.names[1]} {_f(c.maps[1])}. "
+              "ΔmAP: mAP without that type's false positives minus the mAP.")]
     return "\n".join(lines) + "\n"
 
 

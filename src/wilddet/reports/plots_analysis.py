@@ -18,7 +18,8 @@ from wilddet.stats.confusion import ConfusionPairs
 def plot_imbalance(path: str | os.PathLike, boxes_per_class: np.ndarray, names: np.ndarray,
                    images_per_class: np.ndarray | None = None, label_top: int = 10) -> None:
     """Boxes per class [C], sorted largest first, log y axis; the ``label_top`` head classes and
-    the tail class (fewest boxes, at least one) are named. ``images_per_class`` [C] is drawn as a second line when given."""
+    the tail class (fewest boxes, at least one) are named. ``images_per_class`` [C] is drawn as
+    a second line when given."""
     boxes = np.asarray(boxes_per_class, dtype=np.int64)
     order = np.lexsort((np.arange(len(boxes)), -boxes))
     rank = np.arange(1, len(boxes) + 1)

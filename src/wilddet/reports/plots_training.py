@@ -40,7 +40,8 @@ def read_metrics(path: str | os.PathLike) -> dict[str, tuple[list[int], list[flo
 def plot_training_curves(path: str | os.PathLike, series: dict, title: str) -> Path | None:
     """The PNG (module doc); None when there is nothing to plot."""
     losses = sorted(k for k in series if k == "loss" or k.startswith("loss"))
-    panels = [p for p in (("losses", losses), ("learning rate", [k for k in ("lr",) if k in series]),
+    panels = [p for p in (("losses", losses),
+                          ("learning rate", [k for k in ("lr",) if k in series]),
                           ("val mAP", [k for k in series if k.endswith("mAP")])) if p[1]]
     if not panels:
         return None

@@ -23,17 +23,25 @@ block of copies of one TP entry precision only rises, so each copy's envelope is
 It is written here, batched over replicates as [B, E_c] arrays, because the metric's AP takes
 one unweighted ranked list at a time (and ``stats`` does not import ``evaluation``).
 
-Intervals are percentile intervals of the replicate differences (Efron & Tibshirani): for level
-1 - a, the a/2 and 1 - a/2 quantiles of d_b = AP_b(run 2) - AP_b(run 1); a class mean over a
+Intervals are bias-corrected percentile intervals (Efron & Tibshirani 1993, §14.3, the BCa
+interval without the acceleration term) of the replicates θ_b of a statistic with value θ on the
+data (an AP, a mean AP, or a paired difference d_b = AP_b(run 2) - AP_b(run 1)):
+
+    z0   = Φ^-1( (#{θ_b < θ} + #{θ_b = θ} / 2) / B )        (clipped to [1/B, 1 - 1/B])
+    low  = quantile of θ_b at Φ(2 z0 + z_{a/2}),  high = at Φ(2 z0 + z_{1-a/2})   (level 1 - a)
+
+The correction matters here: the AP's monotone envelope (a max over later precisions) makes
+resampled APs higher than the AP of the data on average, so plain percentiles sit too high.
+With z0 = 0 (θ the replicates' median) it is the plain percentile interval. A class mean over a
 group is averaged per replicate over the group's classes that have ground truth in it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-
 
 _CHUNK_CELLS = 2_000_000  # replicate x entry cells per block: ~16 MB per float64 array
 
@@ -59,7 +67,7 @@ class RankedOutcomes:
 
 @dataclass(frozen=True)
 class Interval:
-    """point [K] difference on the data as they are; low, high [K] the percentile interval;
+    """point [K] value on the data as they are; low, high [K] the bias-corrected interval;
     replicates [B, K] the bootstrap differences (NaN where a replicate has no ground truth)."""
 
     point: np.ndarray
@@ -125,16 +133,27 @@ def point_ap(outcomes: RankedOutcomes, num_classes: int) -> np.ndarray:
     return bootstrap_ap(outcomes, np.ones((1, outcomes.num_images), np.int32), num_classes)[0]
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Columnwise (low, high) quantiles of [B, K] ignoring NaN (NaN for an all-NaN column)."""
+def _intervals(values: np.ndarray, point: np.ndarray, level: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Columnwise bias-corrected percentile interval (module docstring) of replicates [B, K]
+    around ``point`` [K], ignoring NaN replicates (NaN for an all-NaN column or NaN point)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    normal = NormalDist()
+    z_tail = normal.inv_cdf((1 - level) / 2)  # < 0
     low = np.full(values.shape[1], np.nan)
     high = np.full(values.shape[1], np.nan)
-    ok = ~np.all(np.isnan(values), axis=0)
-    if ok.any():
-        tail = (1 - level) / 2 * 100
-        low[ok], high[ok] = np.nanpercentile(values[:, ok], [tail, 100 - tail], axis=0)
+    for k in range(values.shape[1]):
+        reps = values[:, k][~np.isnan(values[:, k])]
+        if len(reps) == 0 or np.isnan(point[k]):
+            continue
+        z0 = 0.0  # a constant statistic (or one replicate): nothing to correct
+        if len(reps) > 1 and not np.all(reps == reps[0]):
+            below = (np.count_nonzero(reps < point[k])
+                     + 0.5 * np.count_nonzero(reps == point[k])) / len(reps)
+            z0 = normal.inv_cdf(float(np.clip(below, 1 / len(reps), 1 - 1 / len(reps))))
+        q = [normal.cdf(2 * z0 + z_tail) * 100, normal.cdf(2 * z0 - z_tail) * 100]
+        low[k], high[k] = np.percentile(reps, q)
     return low, high
 
 
@@ -144,8 +163,9 @@ def paired_class_differences(ap_first: np.ndarray, ap_second: np.ndarray,
     """Per class: point = point_second - point_first [C]; interval of the paired replicate
     differences ap_second - ap_first ([B, C] each, from the same ``resample_counts``)."""
     diff = np.asarray(ap_second, dtype=np.float64) - np.asarray(ap_first, dtype=np.float64)
-    low, high = _percentiles(diff, level)
-    return Interval(np.asarray(point_second) - np.asarray(point_first), low, high, diff)
+    point = np.asarray(point_second, dtype=np.float64) - np.asarray(point_first, dtype=np.float64)
+    low, high = _intervals(diff, point, level)
+    return Interval(point, low, high, diff)
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -168,9 +188,9 @@ def group_mean_differences(ap_first: np.ndarray, ap_second: np.ndarray,
     for name, mask in groups.items():
         mask = np.asarray(mask, dtype=bool)
         reps = _masked_mean(ap_second, mask) - _masked_mean(ap_first, mask)  # [B]
-        point = _masked_mean(point_second, mask) - _masked_mean(point_first, mask)
-        low, high = _percentiles(reps[:, None], level)
-        out[name] = Interval(np.asarray([point]), low, high, reps[:, None])
+        point = np.asarray([_masked_mean(point_second, mask) - _masked_mean(point_first, mask)])
+        low, high = _intervals(reps[:, None], point, level)
+        out[name] = Interval(point, low, high, reps[:, None])
     return out
 
 
@@ -181,6 +201,7 @@ def mean_intervals(ap: np.ndarray, point: np.ndarray, groups: dict[str, np.ndarr
     for name, mask in groups.items():
         mask = np.asarray(mask, dtype=bool)
         reps = _masked_mean(ap, mask)
-        low, high = _percentiles(reps[:, None], level)
-        out[name] = Interval(np.asarray([_masked_mean(point, mask)]), low, high, reps[:, None])
+        value = np.asarray([_masked_mean(point, mask)])
+        low, high = _intervals(reps[:, None], value, level)
+        out[name] = Interval(value, low, high, reps[:, None])
     return out

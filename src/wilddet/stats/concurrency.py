@@ -17,7 +17,8 @@ from wilddet.data.hierarchy import Hierarchy
 
 
 def concurrent_rate(counts: np.ndarray, source_boxes: np.ndarray, cap: float = 1.0) -> np.ndarray:
-    """rate [C, C] float32 from confusion_boxes counts [C, C] and source_boxes [C] (formula above)."""
+    """rate [C, C] float32 from confusion_boxes counts [C, C] and source_boxes [C] (formula
+    above)."""
     counts = np.asarray(counts, dtype=np.float64)
     den = np.asarray(source_boxes, dtype=np.float64)[:, None]  # [C, 1]
     rate = np.divide(counts, den, out=np.zeros_like(counts), where=den > 0)

@@ -55,7 +55,8 @@ class ClassCounts:
 
 
 def _self_and_ancestors(num_classes: int, hierarchy: Hierarchy | None):
-    """CSR (offsets [C+1], values) of [c, ancestors(c)...] per class (just [c] without hierarchy)."""
+    """CSR (offsets [C+1], values) of [c, ancestors(c)...] per class (just [c] without
+    hierarchy)."""
     if hierarchy is None:
         return np.arange(num_classes + 1, dtype=np.int64), np.arange(num_classes, dtype=np.int32)
     return hierarchy.self_and_ancestors()
@@ -80,7 +81,8 @@ def class_counts(label_codes: np.ndarray, image_codes: np.ndarray, is_group_of: 
 
 def image_label_counts(label_codes: np.ndarray, confidence: np.ndarray,
                        num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(positive [C], negative [C]) int64: verified image-level labels per class (confidence 1 / 0)."""
+    """(positive [C], negative [C]) int64: verified image-level labels per class (confidence
+    1 / 0)."""
     pos = confidence == 1
     return (np.bincount(label_codes[pos], minlength=num_classes).astype(np.int64),
             np.bincount(label_codes[~pos], minlength=num_classes).astype(np.int64))

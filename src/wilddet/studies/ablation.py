@@ -10,7 +10,8 @@ one resumed); each arm's val detections (``detections/<arm>_s<seed>.csv``) and p
 (``per_class/<arm>_s<seed>.csv``, the challenge metric on all val images); with
 ``train_eval_images`` > 0 the same on a fixed subset of training images
 (``train_detections/``, ``train_per_class/``: the over-fitting signal). Every file is written
-once and reused, so a rerun only fills in what is missing. ``studies.ablation_report`` then
+once and reused, so a rerun only fills in what is missing. ``figure.png`` shows ground truth
+and three arms on the val images richest in the study's classes. ``studies.ablation_report`` then
 writes the tables (group means with bootstrap intervals, paired differences, post-hoc choices
 tuned on one half of val and reported on the other, confident detections) and ``summary.md``.
 """
@@ -27,6 +28,7 @@ import numpy as np
 from wilddet.config import Config, with_overrides
 from wilddet.data import oid_csv
 from wilddet.errors import InputError
+from wilddet.evaluation.ap import mean_ap
 from wilddet.reports.csv_logs import PerClassAP, write_per_class_ap
 from wilddet.studies.arms import (
     LOSS_ARMS,
@@ -100,9 +102,32 @@ def run_ablation(config: Config, out_dir: str | os.PathLike, plan: StudyPlan, *,
             if truth_train is not None:
                 _score_arm(config, out, arm, seed, ckpt, data, truth_train, "train", "train_")
             say(f"{arm.name} s{seed}: val mAP "
-                f"{np.nanmean(data.scored[arm.name, seed, 'val'].result.ap):.4f}")
+                f"{mean_ap(data.scored[arm.name, seed, 'val'].result.ap):.4f}")
     _write_plan(out / "study.json", config, plan, data)
+    _figure(config, out, plan, data)
     return write_report(out, plan, data)
+
+
+def _figure(config: Config, out: Path, plan: StudyPlan, data: StudyData,
+            count: int = 3) -> Path:
+    """``figure.png``: val images richest in the study's classes of interest (the planted cases
+    for losses, tail leaves for samplers), ground truth then up to three arms of the first
+    seed (``STUDY_DEFAULTS[...].figure_arms`` when selected), score >= 0.5."""
+    from wilddet.studies.common import figure_grid, pick_figure_images
+
+    chosen = {a.name for a in plan.arms}
+    shown = [a for a in STUDY_DEFAULTS[plan.study].figure_arms if a in chosen]
+    shown += [a.name for a in plan.arms if a.name not in shown]
+    if plan.study == "losses" and data.planted is not None:
+        prefer = {label for labels in data.planted.values() for label in labels}
+    else:
+        tail = (data.images_per_class > 0) & (data.images_per_class <= 10)
+        prefer = set(data.classes.labels[tail].astype(str))
+    images = pick_figure_images(config, prefer, count)
+    columns = [("ground truth", None)] + [
+        (name.replace("_", " "), out / "detections" / f"{name}_s{plan.seeds[0]}.csv")
+        for name in shown[:3]]
+    return figure_grid(out / "figure.png", images, columns, config)
 
 
 def _study_data(config: Config, plan: StudyPlan) -> StudyData:
@@ -201,17 +226,21 @@ def _write_plan(path: Path, config: Config, plan: StudyPlan, data: StudyData) ->
 
 @dataclass(frozen=True)
 class StudyDefaults:
-    """A study's arms, default reference arm, post-hoc pairs and training images scored."""
+    """A study's arms, default reference arm, post-hoc pairs, training images scored and the
+    arms shown in ``figure.png`` (the seed's Figure 1 / Figure 2 columns)."""
 
     arms: tuple[Arm, ...]
     reference: str
     post_hoc: tuple[tuple[str, str], ...]
     train_eval_images: int
+    figure_arms: tuple[str, ...]
 
 
 STUDY_DEFAULTS = {
-    "losses": StudyDefaults(LOSS_ARMS, "softmax_expand", LOSS_POST_HOC, 0),
-    "samplers-overfit": StudyDefaults(SAMPLER_ARMS, "class_aware", (), 300),
+    "losses": StudyDefaults(LOSS_ARMS, "softmax_expand", LOSS_POST_HOC, 0,
+                            ("softmax", "softmax_csm", "csm")),
+    "samplers-overfit": StudyDefaults(SAMPLER_ARMS, "class_aware", (), 300,
+                                      ("non_balance", "class_aware", "soft_balance_0.5")),
 }
 
 

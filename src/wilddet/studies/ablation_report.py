@@ -4,7 +4,8 @@ Shapes: ``C`` classes, ``S`` seeds, ``B`` bootstrap replicates, ``I`` test image
 
 Intervals: the test half of val is resampled B times (``stats.bootstrap.resample_counts``); an
 arm's AP in a replicate is the mean over seeds of each seed model's AP there, so every arm and
-every difference is paired on the same images (seed noise is shown apart, ``seed_sd``).
+every difference is paired on the same images (seed noise is shown apart, ``seed_sd``); the
+intervals are ``stats.bootstrap``'s bias-corrected percentile intervals.
 
 Files (one row per item, columns fixed):
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wilddet.evaluation.ap import mean_ap
 from wilddet.fileio import atomic_path, write_text_atomic
 from wilddet.stats.bootstrap import (
     bootstrap_ap,
@@ -60,11 +62,6 @@ class StudyReport:
     summary: Path
 
 
-def _nanmean(x: np.ndarray) -> float:
-    x = x[~np.isnan(x)]
-    return float(x.mean()) if len(x) else math.nan
-
-
 def _seed_mean_ap(data, arm: str, seeds, split: str) -> np.ndarray:
     """[C] mean over seeds of the per-class AP (NaN where no GT)."""
     return np.mean([np.asarray(data.scored[arm, s, split].result.ap) for s in seeds], axis=0)
@@ -84,18 +81,18 @@ def _group_ap_rows(data, plan, groups, reps) -> list[list]:
         for split in splits:
             per_seed = {s: np.asarray(data.scored[arm.name, s, split].result.ap)
                         for s in plan.seeds}
-            mean_ap = _seed_mean_ap(data, arm.name, plan.seeds, split)
-            ci = (mean_intervals(reps[arm.name], mean_ap, groups, plan.level)
+            seed_mean = _seed_mean_ap(data, arm.name, plan.seeds, split)
+            ci = (mean_intervals(reps[arm.name], seed_mean, groups, plan.level)
                   if split == "test" else {})
             for name, mask in groups.items():
-                n = int((mask & ~np.isnan(mean_ap)).sum())
-                seed_means = [_nanmean(ap[mask]) for ap in per_seed.values()]
+                n = int((mask & ~np.isnan(seed_mean)).sum())
+                seed_means = [mean_ap(ap[mask]) for ap in per_seed.values()]
                 for s, m in zip(plan.seeds, seed_means):
                     rows.append([arm.name, s, split, name, n, m, math.nan, math.nan, math.nan])
                 low = ci[name].low[0] if name in ci else math.nan
                 high = ci[name].high[0] if name in ci else math.nan
                 sd = float(np.std(seed_means, ddof=1)) if len(seed_means) > 1 else math.nan
-                rows.append([arm.name, "mean", split, name, n, _nanmean(mean_ap[mask]), low,
+                rows.append([arm.name, "mean", split, name, n, mean_ap(seed_mean[mask]), low,
                              high, sd])
     return rows
 
@@ -143,7 +140,7 @@ def _post_hoc_rows(data, plan, reps, points) -> list[list]:
     for default, alternative in plan.post_hoc:
         if default not in names or alternative not in names:
             continue
-        tune = {a: _nanmean(_seed_mean_ap(data, a, plan.seeds, "tune"))
+        tune = {a: mean_ap(_seed_mean_ap(data, a, plan.seeds, "tune"))
                 for a in (default, alternative)}
         chosen = default if tune[default] >= tune[alternative] else alternative
         ci = mean_intervals(reps[chosen], points[chosen],
@@ -232,8 +229,8 @@ def _summary_md(plan, data, groups, group_ap, diffs, confident, post_hoc) -> str
         lines += ["", "## Over-fitting: tail leaves (N_c ≤ 10) on training vs val images", "",
                   _train_val_table(plan, group_ap)]
     lines += ["", ("Files: group_ap.csv, group_differences.csv, class_differences.csv, "
-                   "confident_detections.csv, post_hoc.csv, per_class/, detections/, runs/, "
-                   "study.json (arms, seeds, base config).")]
+                   "confident_detections.csv, post_hoc.csv, figure.png, per_class/, "
+                   "detections/, runs/, study.json (arms, seeds, base config).")]
     return "\n".join(lines) + "\n"
 
 

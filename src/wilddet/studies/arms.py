@@ -19,6 +19,10 @@ long-tail losses on the same detector and data:
     seesaw           Seesaw loss, natural (softmax) scores
     seesaw_csm       the seesaw model scored with CSM
 
+(CSM scores are a softmax over the logits: they apply to the softmax-family heads (softmax,
+Seesaw), not to the sigmoid-family ones (sigmoid, EQL, EQLv2, federated), which have no
+competing denominator to relax.)
+
 Sampler study (``wilddet experiment samplers-overfit``), every arm with the base config's loss:
 
     non_balance, class_aware, class_aware_cyclic, soft_balance_0.25 / _0.5 / _0.75,

@@ -39,10 +39,10 @@ def ensure_rate_file(config: Config, out_dir: Path, say: Say = quiet) -> tuple[C
     ``model.rate_file`` at its ``concurrent_rate.npz`` unless the config names one. Returns the
     config and the confusion-pairs CSV (the co-occurring classes of Table 1)."""
     from wilddet.engine.builders import require_file
-    from wilddet.reports.analysis_files import analyze_dataset
+    from wilddet.reports.analysis_files import PAIRS_FILE, RATE_FILE, analyze_dataset
 
     analysis_dir = out_dir / "analysis"
-    pairs_csv = analysis_dir / "confusion_pairs.csv"
+    pairs_csv = analysis_dir / PAIRS_FILE
     if not pairs_csv.is_file():
         analyze_dataset(require_file(config, "train_boxes"), require_file(config, "classes"),
                         require_file(config, "hierarchy") if config.data.hierarchy else None,
@@ -50,7 +50,7 @@ def ensure_rate_file(config: Config, out_dir: Path, say: Say = quiet) -> tuple[C
         say(f"analysis: wrote {analysis_dir}")
     if not config.model.rate_file:
         config = dataclasses.replace(config, model=dataclasses.replace(
-            config.model, rate_file=str(analysis_dir / "concurrent_rate.npz")))
+            config.model, rate_file=str(analysis_dir / RATE_FILE)))
     return config, pairs_csv
 
 

@@ -108,19 +108,19 @@ def _summary_md(config: Config, logs: dict[str, PerClassAP], table1, cooccurring
     rows = [[f"`{stem}.csv`", *GRID_LOGS[stem], common.fmt_ap(logs[stem].mean_ap),
              common.fmt_ap(float(co_means[k]))] for k, stem in enumerate(names)]
     lines = ["# Concurrent softmax: the 2×2 grid", "",
-             "Rows of the seed's four logs: trained with softmax (bsl) or concurrent softmax (cs),"
+             ("Rows of the seed's four logs: trained with softmax (bsl) or concurrent softmax (cs),"
              " tested with softmax (sm) or concurrent softmax (csmconf). Challenge metric on "
              f"{len(image_ids)} val images; co-occurring classes = the {len(cooccurring)} classes"
-             " of the analyzer's confusion pairs.", "",
+             " of the analyzer's confusion pairs."), "",
              markdown_table(["log", "train", "test", "mAP (all classes)", "mAP (co-occurring)"],
                             rows, "lllrr")]
-    lines += ["", "## Table 1: gain on co-occurring classes (w/o CSM = bsl_sm, w/ CSM = "
-              "cs_csmconf)", "", to_markdown(table1, top=25), "",
+    lines += ["", ("## Table 1: gain on co-occurring classes (w/o CSM = bsl_sm, w/ CSM = "
+              "cs_csmconf)"), "", to_markdown(table1, top=25), "",
               "## All classes, four logs side by side (sorted by the last gain)", "",
               to_markdown(grid, top=0), "", "## Figure 1", "",
-              f"`figure1.png`: val images {', '.join(figure_ids)}; from left to right "
+              (f"`figure1.png`: val images {', '.join(figure_ids)}; from left to right "
               "sm-train+sm-test, sm-train+csm-test, csm-train+sm-test, csm-train+csm-test; "
-              f"score ≥ {common.FIGURE_SCORE_THRESH}.", "", "## Config (softmax run; the CSM run "
-              "differs only in model.classifier_loss)", "", common.config_block(
+              f"score ≥ {common.FIGURE_SCORE_THRESH}."), "", ("## Config (softmax run; the CSM run "
+              "differs only in model.classifier_loss)"), "", common.config_block(
                   with_overrides(config, ["model.classifier_loss=softmax"]))]
     return "\n".join(lines)

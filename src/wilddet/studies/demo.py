@@ -5,7 +5,9 @@ minutes on a CPU.
 2. analyse it: confusion pairs and the concurrent-rate matrix (``OUT/analysis``),
 3. train a small concurrent-softmax detector with the hybrid sampler schedule (``OUT/train``),
 4. predict on the val split with it and with the same network before training (``OUT/predictions``),
-5. score both with the challenge metric (``OUT/eval``: per-class AP CSV + JSON),
+5. score both with the challenge metric (``OUT/eval``: per-class AP CSV + JSON), and the trained
+   model's detections with the COCO metric through COCO json (``OUT/eval/val-coco.json``,
+   ``trained-coco-results.json``, ``trained-coco.json``),
 6. draw detections next to ground truth (``OUT/report/detections.png``), write
    ``OUT/report/summary.md``, diagnose both detection files (``OUT/diagnose/``) and write the
    HTML report ``OUT/report/html/index.html`` (``wilddet report``).
@@ -63,9 +65,9 @@ def _synthesise(data_dir: Path, synth: dict, say: Say) -> None:
 
 
 def _analyse(data_dir: Path, out: Path, say: Say) -> Path:
-    from wilddet.reports.analysis_files import analyze_dataset
+    from wilddet.reports.analysis_files import RATE_FILE, analyze_dataset
 
-    rate = out / "concurrent_rate.npz"
+    rate = out / RATE_FILE
     if not rate.is_file():
         analysis = analyze_dataset(data_dir / "train-annotations-bbox.csv",
                                    data_dir / "class-descriptions.csv",
@@ -85,6 +87,22 @@ def _evaluate(config: Config, detections: Path, out_json: Path, out_csv: Path) -
                                   data.path("classes"), detections, data.path("hierarchy"),
                                   out_json, out_csv)
     return float(result.mean_ap)
+
+
+def _evaluate_coco(config: Config, detections: Path, ev: Path) -> float:
+    """The json path: val ground truth -> COCO GT json (image sizes from the file headers), the
+    detections CSV -> COCO results json, then the COCO metric (``wilddet convert`` and
+    ``wilddet evaluate --metric coco``). Returns AP@[.5:.95]."""
+    from wilddet.data.coco.convert import detections_csv_to_results, oid_files_to_coco
+    from wilddet.reports.evaluation_files import evaluate_coco_files
+
+    data = config.data
+    gt_json, results_json = ev / "val-coco.json", ev / "trained-coco-results.json"
+    oid_files_to_coco(data.path("val_boxes"), data.path("classes"), gt_json, kind="coco",
+                      image_labels=data.path("val_image_labels"), images=data.path("val_images"))
+    detections_csv_to_results(detections, gt_json, results_json)
+    result = evaluate_coco_files(gt_json, results_json, "coco", ev / "trained-coco.json", None)
+    return result.mean_ap
 
 
 def _untrained_detections(config: Config, path: Path) -> None:
@@ -191,8 +209,10 @@ def _train_predict_report(config: Config, out: Path, times: dict[str, float], sy
     trained_map = _evaluate(config, trained_csv, ev / "trained.json", ev / "trained-per-class.csv")
     untrained_map = _evaluate(config, untrained_csv, ev / "untrained.json",
                               ev / "untrained-per-class.csv")
+    coco_ap = _evaluate_coco(config, trained_csv, ev)
     times["evaluate"] = time.perf_counter() - t0
-    say(f"[5/6] challenge metric: {ev / 'trained-per-class.csv'}")
+    say(f"[5/6] challenge metric: {ev / 'trained-per-class.csv'}; COCO metric (AP "
+        f"{coco_ap:.4f}) on the same detections via COCO json: {ev / 'trained-coco.json'}")
 
     picture = _picture(config, trained_csv, out / "report" / "detections.png")
     summary = out / "report" / "summary.md"
@@ -207,6 +227,7 @@ def _train_predict_report(config: Config, out: Path, times: dict[str, float], sy
 def _html_report(config: Config, out: Path, detections: dict[str, Path]) -> Path:
     """``wilddet diagnose`` of each detections file (``OUT/diagnose/<name>``), then the HTML
     report of them, the training run and the label analysis (``OUT/report/html``)."""
+    from wilddet.reports.analysis_files import PAIRS_FILE
     from wilddet.reports.diagnose_run import DiagnoseInputs, diagnose_files
     from wilddet.reports.html.build import build_report
 
@@ -214,7 +235,7 @@ def _html_report(config: Config, out: Path, detections: dict[str, Path]) -> Path
     for name, csv_path in detections.items():
         diagnose_files(DiagnoseInputs(data.path("val_boxes"), data.path("val_image_labels"),
                                       data.path("classes"), csv_path, data.path("hierarchy"),
-                                      out / "analysis" / "confusion_pairs.csv",
+                                      out / "analysis" / PAIRS_FILE,
                                       data.path("val_images")), out / "diagnose" / name)
     return build_report([out / "diagnose" / name for name in detections] +
                         [out / "train", out / "analysis"], out / "report" / "html",

@@ -125,21 +125,21 @@ def _summary_md(config: Config, variants, logs: dict[str, PerClassAP], groups, g
                                          ("all", "head", "middle", "tail")),
              f"`balance_{name}.csv`"] for name, overrides in variants]
     lines = ["# Samplers: non-balance, class-aware, soft-balance, hybrid", "",
-             f"Challenge metric on {len(image_ids)} val images. Head / middle / tail: the classes "
+             (f"Challenge metric on {len(image_ids)} val images. Head / middle / tail: the classes "
              "with val ground truth split into thirds by their number of (hierarchy-expanded) "
              f"training boxes ({', '.join(f'{g}: {int(m.sum())}' for g, m in groups_mask.items())}"
-             " classes).", "",
+             " classes)."), "",
              markdown_table(["run", "sampling", "mAP", "head", "middle", "tail", "log"], rows,
                             "llrrrrl")]
     if 0 in lams:
-        lines += ["", "λ = 0 is class-aware balance exactly (the same draws for the same seed): "
-                  "the class_aware run stands for soft-balance λ = 0."]
+        lines += ["", ("λ = 0 is class-aware balance exactly (the same draws for the same seed): "
+                  "the class_aware run stands for soft-balance λ = 0.")]
     names = [n for n, _ in variants]
     lines += ["", "## Per class (sorted by the gain of the last run over non-balance)", "",
               to_markdown(compare_runs([logs[n] for n in names], names), top=0), "",
-              "## Figure 2", "", f"`figure2.png`: val images {', '.join(figure_ids)} (those "
+              "## Figure 2", "", (f"`figure2.png`: val images {', '.join(figure_ids)} (those "
               "with most tail-class boxes); "
               f"ground truth, non-balance, class-aware, {soft_pick}; score ≥ "
-              f"{common.FIGURE_SCORE_THRESH}.", "", "## Base config", "",
+              f"{common.FIGURE_SCORE_THRESH}."), "", "## Base config", "",
               common.config_block(config)]
     return "\n".join(lines)

@@ -16,7 +16,6 @@ breakdown with ΔmAP, PR curves, gallery (filter by class, error type, score).
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import logging
@@ -30,6 +29,7 @@ import numpy as np
 from wilddet.errors import InputError
 from wilddet.evaluation.diagnose import ERROR_TYPES
 from wilddet.fileio import write_text_atomic
+from wilddet.reports.analysis_files import PAIRS_FILE, read_pairs_rows
 from wilddet.reports.error_styles import CODES, COLOURS, DASHES, TRUE_POSITIVE_COLOUR
 from wilddet.reports.html.sources import Found, find_sources, source_names
 
@@ -93,8 +93,7 @@ def _runs_section(w: _Writer, found: Found) -> str:
 
 
 def _table2_rows(pairs_csv: Path) -> list[list[str]]:
-    with open(pairs_csv, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_pairs_rows(pairs_csv)
     rows.sort(key=lambda r: -float(r.get("ratio") or 0))
     return [[r.get("source_name") or r["source"], r.get("confusion_name") or r["confusion"],
              r.get("source_boxes", ""), r.get("confusion_boxes", ""),
@@ -115,7 +114,7 @@ def _analysis_section(w: _Writer, found: Found) -> str:
                 src = w.copy(folder / png, f"analysis-{k}-{png}")
                 parts.append(f'<img class=plot src="{src}" alt="{_esc(alt)}">')
         parts.append("</div>")
-        rows = _table2_rows(folder / "confusion_pairs.csv")
+        rows = _table2_rows(folder / PAIRS_FILE)
         parts.append(f"<h4>Confusion pairs (Table 2 style, top {len(rows)} by ratio)</h4>"
                      "<table class=static><thead><tr><th scope=col>source</th><th scope=col>"
                      "confusion</th><th scope=col>#source</th><th scope=col>#confusion</th>"

@@ -22,8 +22,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wilddet.reports.analysis_files import CLASS_STATS_FILE, PAIRS_FILE
+from wilddet.reports.csv_logs import PER_CLASS_COLUMNS
+
 SKIP_DIRS = {"checkpoints", "tensorboard", ".wilddet-cache", "__pycache__"}
-AP_HEADER = "label,name,ap,num_gt"
+AP_HEADER = ",".join(PER_CLASS_COLUMNS[:4])  # label,name,ap,num_gt: a per-class AP log
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,12 @@ def find_sources(paths: list[Path]) -> Found:
         for folder, files in (_walk(root) if root.is_dir() else []):
             if {"config.toml", "metrics.jsonl"} <= files:
                 found.runs.append(folder)
-            if {"class_stats.csv", "confusion_pairs.csv"} <= files:
+            if {CLASS_STATS_FILE, PAIRS_FILE} <= files:
                 found.analyses.append(folder)
             if "summary.json" in files and _is_diagnosis(folder / "summary.json"):
                 diagnoses.append(folder)
             ap_logs += [folder / f for f in sorted(files)
-                        if f.endswith(".csv") and f not in ("class_stats.csv",
-                                                            "confusion_pairs.csv")
+                        if f.endswith(".csv") and f not in (CLASS_STATS_FILE, PAIRS_FILE)
                         and _is_ap_log(folder / f)]
         found.diagnoses.extend(diagnoses)
         if not diagnoses:
