@@ -362,3 +362,21 @@ def test_plan_cache_follows_in_place_changes():
     after = concurrent_softmax_loss(z, y, rate, reduction="none")
     torch.testing.assert_close(after, brute_loss(z, y, rate))
     assert not torch.allclose(before, after)
+
+
+def test_rows_whose_softmax_underflows_match_brute_force():
+    # float32: row 0 has a positive 120 above the rest (its negatives' σ underflow), row 1 a
+    # positive 120 below the row's max (its own σ underflows), row 2 is ordinary
+    z = torch.tensor([[0.0, 120.0, 1.0, 0.5, 2.0, -1.0],
+                      [3.0, -118.0, 2.0, 1.0, 0.0, 1.5],
+                      [0.5, 1.0, 2.0, -1.0, 0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([[0, 1, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0], [0, 0, 1, 0, 0, 1]], dtype=torch.bool)
+    rate = torch.zeros(6, 6, dtype=torch.float64)
+    for r in (None, rate):
+        x = z.float().requires_grad_()
+        loss = concurrent_softmax_loss(x, y, r, reduction="none")
+        loss.sum().backward()
+        torch.testing.assert_close(loss.double(), brute_loss(z, y, rate), rtol=1e-5, atol=1e-5)
+        x64 = z.clone().requires_grad_()
+        concurrent_softmax_loss(x64, y, r, reduction="none").sum().backward()
+        torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-6)

@@ -267,3 +267,27 @@ def test_half_logits_are_computed_in_float32(multi_hot_case):
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(x.grad.float()).all()
     torch.testing.assert_close(loss, seesaw_loss(x.detach().float(), y, counts))
+
+
+@pytest.mark.parametrize("with_rate", [False, True])
+def test_rows_whose_softmax_underflows_match_brute_force(with_rate):
+    # float32: row 0 has a positive 120 above everything (its negatives' σ underflow), row 1 a
+    # positive 120 below the row's max (its own σ underflows), row 2 is ordinary; the loss and
+    # its gradient must still follow the formula (rows taken with the negatives' own scale)
+    z = torch.tensor([[0.0, 120.0, 1.0, 0.5, 2.0, -1.0],
+                      [3.0, -118.0, 2.0, 1.0, 0.0, 1.5],
+                      [0.5, 1.0, 2.0, -1.0, 0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([[0, 1, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0], [0, 0, 1, 0, 0, 1]], dtype=torch.bool)
+    counts = torch.tensor([0.0, 500.0, 10.0, 80.0, 40.0, 5.0])
+    rate = None
+    if with_rate:
+        rate = torch.zeros(6, 6, dtype=torch.float64)
+        rate[1, 3] = rate[2, 4] = rate[4, 2] = 0.7
+    expected = brute_seesaw(z, y, counts, rate=rate).sum() / 3
+    x = z.float().requires_grad_()
+    loss = seesaw_loss(x, y, counts, rate=None if rate is None else rate.float())
+    loss.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    x64 = z.clone().requires_grad_()
+    seesaw_loss(x64, y, counts, rate=rate).backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-6)

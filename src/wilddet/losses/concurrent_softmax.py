@@ -14,12 +14,13 @@ For one RoI with logits z [C], multi-hot target y [C] and concurrent rate r [C, 
 
 How it is computed (log space, never exp() of a raw logit):
 
-- Loss. Only the P positive pairs need σ*. With m_r = log sum over the negatives j of RoI r of
-  e^{z_rj} and u_rj = (1 - y_rj) e^{z_rj - m_r} in [0, 1] (a softmax over the negatives, one
-  fused kernel), A_p = sum_j W_ij u_rj for pair p = (r, i),
-  W = (1 - r)^tau with zero diagonal, and
+- Loss. Only the P positive pairs need σ*. With u_rj = (1 - y_rj) e^{z_rj - o_r} in [0, 1]
+  (o_r = logsumexp_j z_rj: the row's softmax with its positives zeroed, one fused kernel, no
+  max pass; rows where that scale underflows use o_r = log sum over the negatives of e^{z_rj}),
+  S_r = sum_j u_rj, A_p = sum_j W_ij u_rj for pair p = (r, i), W = (1 - r)^tau with zero
+  diagonal, and
 
-      -log σ*_p = softplus(log A_p + m_r - z_ri).
+      -log σ*_p = softplus(log A_p - (z_ri - o_r))   (z_ri - o_r = log σ_ri, off the softmax).
 
   Three kinds of pairs, by the row i of W:
   * plain (row i of r is zero: background, classes without partner): A_p = S_r = sum_j u_rj,
@@ -29,8 +30,8 @@ How it is computed (log space, never exp() of a raw logit):
     partners hold most of the mass; pairs with A_p < S_r / 16 move to the dense path;
   * dense: gather row i of W and take one dot product, sum_j W_ij u_rj of nonnegative numbers,
     O(C) per pair, no cancellation. If A_p is so small that its terms may have underflowed (the
-    largest negative has w = 0 and the rest are far below it), the pair is recomputed exactly
-    with a logsumexp over z_rj + log w_ij.
+    largest negative has w = 0 and the rest are far below it; A_p <= S_r tiny^(1/2)), the pair
+    is recomputed exactly with a logsumexp over z_rj + log w_ij.
   No (R, C, C) tensor is ever built. A custom autograd.Function gives the backward in one pass
   (dL_p/dz_ri = σ*_p - 1, dL_p/dz_rj = w_ij e^{z_rj} / D_p, nothing for the other positives),
   written into the memory of u. The rate-derived data (W, its CSR) is cached for the last rate
@@ -47,6 +48,7 @@ logits of ±1e4 and K = 600 give no inf/nan. The loss and the scores are returne
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -165,25 +167,58 @@ _CANCELLATION_GUARD = 1.0 / 16
 _SPARSE_MAX_FILL = 1.0 / 8
 
 
-def _negative_exponentials(z: torch.Tensor, flat_pos: torch.Tensor):
-    """u_rj = (1 - y_rj) e^{z_rj - m_r} [R, C] and m_r = log sum_{j negative} e^{z_rj} [R]: u is
-    the softmax over the negatives of row r, in [0, 1] with sum_j u_rj = 1 (u = 0 and m = 0 for a
-    row without negatives). One fused softmax, several times faster than exp() on CPU; a second
-    call gives the same bits (the backward's recomputation relies on it)."""
-    masked = z.clone()
-    masked.view(-1).index_fill_(0, flat_pos, float("-inf"))  # negatives only
-    top = masked.amax(dim=1)  # [R]
-    empty = None
-    if not bool(torch.isfinite(top).all()):  # rows with no negative at all
+class _NegativeExponentials(NamedTuple):
+    """``_negative_exponentials``'s result; o_r is a per-row offset (see there)."""
+
+    u: torch.Tensor  # [R, C] (1 - y_rj) e^{z_rj - o_r}
+    total: torch.Tensor  # [R] S_r = sum_j u_rj
+    log_pos: torch.Tensor  # [P] z_ri - o_r of the positive pairs
+    gap: torch.Tensor  # [P] L_r - o_r (L_r = logsumexp_j z_rj over all j): 0 except fallback rows
+
+
+def _negative_exponentials(z: torch.Tensor, positive: torch.Tensor, flat_pos: torch.Tensor,
+                           pair_row: torch.Tensor) -> _NegativeExponentials:
+    """u_rj = (1 - y_rj) e^{z_rj - o_r} [R, C] with o_r = L_r = logsumexp_j z_rj: the softmax of
+    the whole row with its positives zeroed, one fused kernel (several times faster than exp()
+    on CPU; no masked copy of z, no max pass: log σ_ri is read off u itself).
+
+    Rows where that scale underflows (the negatives' mass S_r or a positive's σ_ri below the
+    underflow limit, e.g. logits of ±1e4) are recomputed with o_r = m_r = log sum over the
+    negatives of e^{z_rj} (u a softmax over the negatives; u = 0, m = 0 without negatives). Every
+    use is invariant to o_r: -log σ*_p = softplus(log A_p - log_pos_p). A second call gives the
+    same bits (the backward's recomputation relies on it)."""
+    u = torch.softmax(z, dim=1)
+    flat_u = u.view(-1)
+    pos_u = _sel(flat_u, flat_pos)  # [P] σ_ri
+    flat_u.index_fill_(0, flat_pos, 0.0)  # negatives only
+    total = u.sum(dim=1)  # [R]
+    limit = _underflow_limit(z.dtype)
+    log_pos = torch.log(pos_u)
+    gap = torch.zeros_like(log_pos)
+    bad = total < limit
+    bad.index_fill_(0, _sel(pair_row, _where(pos_u < limit)), True)
+    rows = _where(bad)
+    if rows.numel():  # rare: o_r = m_r on these rows
+        z_rows = _sel(z, rows)
+        masked = z_rows.masked_fill(_sel(positive, rows), float("-inf"))  # negatives
+        top = masked.amax(dim=1)
         empty = ~torch.isfinite(top)
         masked[empty] = 0.0
         top = torch.where(empty, torch.zeros_like(top), top)
-    u = torch.softmax(masked, dim=1)
-    m = top - torch.log(u.amax(dim=1))  # the largest term is e^{top - m} = 1 / sum_j e^{z_rj - top}
-    if empty is not None:
-        u[empty] = 0.0
+        u_rows = torch.softmax(masked, dim=1)
+        m = top - torch.log(u_rows.amax(dim=1))
+        u_rows[empty] = 0.0
         m = torch.where(empty, torch.zeros_like(m), m)
-    return u, m
+        u[rows] = u_rows
+        total[rows] = u_rows.sum(dim=1)
+        row_m = torch.zeros_like(total).index_copy_(0, rows, m)
+        row_gap = torch.zeros_like(total).index_copy_(0, rows,
+                                                      torch.logsumexp(z_rows, dim=1) - m)
+        pairs = _where(_sel(bad, pair_row))
+        pr = _sel(pair_row, pairs)
+        log_pos[pairs] = _sel(z.view(-1), _sel(flat_pos, pairs)) - _sel(row_m, pr)
+        gap[pairs] = _sel(row_gap, pr)
+    return _NegativeExponentials(u, total, log_pos, gap)
 
 
 class _PairLoss(torch.autograd.Function):
@@ -199,8 +234,7 @@ class _PairLoss(torch.autograd.Function):
     def forward(ctx, z, positive, flat_pos, pair_row, pair_cls, plan):
         num_cols = z.shape[1]
         tiny = torch.finfo(z.dtype).tiny
-        u, m = _negative_exponentials(z, flat_pos)  # [R, C], [R]
-        total = u.sum(dim=1)  # [R] S_r >= 1 unless the row has no negative
+        u, total, log_pos, _ = _negative_exponentials(z, positive, flat_pos, pair_row)
         log_a = _sel(torch.log(total), pair_row)  # [P] log A_p (plain pairs: A_p = S_r)
         inv_a = _sel(1.0 / total.clamp(min=tiny), pair_row)  # [P] 1 / A_p, 0 for dense pairs
         empty = pair_row.new_zeros(0)
@@ -232,7 +266,8 @@ class _PairLoss(torch.autograd.Function):
                 q /= a_dense.clamp(min=tiny)[:, None]  # dL/dz_rj / (1 - σ*)
                 log_a[dense] = torch.log(a_dense)
                 inv_a[dense] = 0.0
-                low = _where(a_dense < _underflow_limit(z.dtype))
+                # <=: a row without negatives (A = S = 0) takes the exact path too
+                low = _where(a_dense <= _underflow_limit(z.dtype) * _sel(total, rows))
                 if low.numel():  # exact recomputation (rare: see the module docstring)
                     rows_low = _sel(rows, low)
                     t = _sel(z, rows_low).masked_fill_(_sel(positive, rows_low), float("-inf"))
@@ -242,12 +277,11 @@ class _PairLoss(torch.autograd.Function):
                     q_low = torch.exp(t - lse[:, None])
                     q[low] = torch.where(torch.isfinite(lse)[:, None], q_low,
                                          torch.zeros_like(q_low))
-        z_pos = _sel(z.view(-1), flat_pos)  # [P] z_ri
-        a = log_a + (_sel(m, pair_row) - z_pos)  # log(D_p / e^{z_ri} - 1)
+        a = log_a.sub_(log_pos)  # log(D_p / e^{z_ri} - 1)
         if exact is not None:
-            a[exact[0]] = exact[1] - _sel(z_pos, exact[0])
-        ctx.save_for_backward(z, flat_pos, pair_row, a, inv_a, ent_flat, ent_val, ent_pair,
-                              dense, q)
+            a[exact[0]] = exact[1] - _sel(_sel(z.view(-1), flat_pos), exact[0])
+        ctx.save_for_backward(z, positive, flat_pos, pair_row, a, inv_a, ent_flat, ent_val,
+                              ent_pair, dense, q)
         # Kept outside save_for_backward so that the first backward can reuse its memory for the
         # gradient (one [R, C] buffer per step instead of two: large fresh allocations cost page
         # faults on CPU); a second backward (retain_graph, gradcheck) recomputes it from z.
@@ -256,10 +290,11 @@ class _PairLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        z, flat_pos, pair_row, a, inv_a, ent_flat, ent_val, ent_pair, dense, q = ctx.saved_tensors
+        (z, positive, flat_pos, pair_row, a, inv_a, ent_flat, ent_val, ent_pair, dense,
+         q) = ctx.saved_tensors
         u, ctx.u = ctx.u, None
         if u is None:
-            u, _ = _negative_exponentials(z, flat_pos)
+            u = _negative_exponentials(z, positive, flat_pos, pair_row).u
         coef = grad_loss * torch.sigmoid(a)  # g_p (1 - σ*_p)
         scaled = coef * inv_a
         # plain and sparse pairs: coef_p u_rj / A_p on every negative j of the row ...

@@ -131,7 +131,13 @@ class EQLv2(nn.Module):
         """The loss of this batch with the weights of the previous steps, then P and N grow by
         this batch's statistics summed over the ranks (``reduce_sum`` is called exactly once, on
         every rank: it is a collective)."""
-        pos_w, neg_w = _class_weights(*self.weights(), logits)
+        # the weights come from finite [K] buffers: only the logits' width needs a check
+        check_logits_targets(logits, targets)
+        if logits.shape[1] != self.num_classes + 1:
+            raise ValueError(f"logits must be [R, {self.num_classes + 1}], "
+                             f"got {tuple(logits.shape)}")
+        dtype = compute_dtype(logits)
+        pos_w, neg_w = (w.to(device=logits.device, dtype=dtype) for w in self.weights())
         # the loss's own σ gives the sums of eqlv2_gradient_stats (one pass fewer)
         loss, pos, neg = weighted_bce(logits, targets, pos_w=pos_w, neg_w=neg_w, with_stats=True)
         with torch.no_grad():

@@ -112,9 +112,12 @@ def federated_loss(logits: torch.Tensor, targets: torch.Tensor,
         raise ValueError("classes must be a 1-D integer tensor")
     classes = classes.to(logits.device, torch.int64)
     num_cols = logits.shape[1]
-    if classes.numel() and (int(classes.min()) < 1 or int(classes.max()) >= num_cols):
-        raise ValueError(f"classes must be foreground classes in 1..{num_cols - 1}")
-    if torch.unique(classes).numel() != classes.numel():
+    distinct = torch.unique(classes)  # sorted: its ends are the min and the max (one sync)
+    if classes.numel():
+        low, high = distinct[[0, -1]].tolist()
+        if low < 1 or high >= num_cols:
+            raise ValueError(f"classes must be foreground classes in 1..{num_cols - 1}")
+    if distinct.numel() != classes.numel():
         raise ValueError("classes must be unique")
     # columns outside F weigh 0: one dense pass costs less than gathering columns on CPU
     in_subset = torch.zeros(num_cols - 1, dtype=compute_dtype(logits), device=logits.device)

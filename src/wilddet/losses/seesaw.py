@@ -91,17 +91,6 @@ class _Mitigation:
                                                     device=cls.device)
 
 
-def _row_logsumexp(z: torch.Tensor, m: torch.Tensor, total: torch.Tensor, flat_pos: torch.Tensor,
-                   pair_row: torch.Tensor) -> torch.Tensor:
-    """log Σ_j e^{z_rj} per row [R] from the negatives' sum (m_r + log Σ_j u_rj) and a sparse
-    logsumexp over the positives (their logits may exceed m_r by any amount)."""
-    z_pos = sel(z.view(-1), flat_pos)
-    top = torch.full_like(m, -math.inf).scatter_reduce_(0, pair_row, z_pos, "amax")
-    top_finite = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    sums = torch.zeros_like(m).index_add_(0, pair_row, torch.exp(z_pos - sel(top_finite, pair_row)))
-    return torch.logaddexp(m + torch.log(total), top_finite + torch.log(sums))
-
-
 def _exact_pairs(z, positive, rows, cls, theta, mitigation, weights, q):
     """For pairs (rows, cls) [L]: (log Σ_j S_rij (1 - y_rj) e^{z_rj} [L], normalized weights
     [L, C] = S_rij (1 - y_rj) e^{z_rj} / that sum), by a logsumexp (the underflow fallback)."""
@@ -120,38 +109,43 @@ def _exact_pairs(z, positive, rows, cls, theta, mitigation, weights, q):
     return lse, norm
 
 
-def _foreground_terms(z, u, m, total, flat_pos, pair_row, fg, pair_cls, mitigation, weights, q,
-                      log_eps):
+def _foreground_terms(z, u, log_pos, gap, flat_pos, pair_row, fg, pair_cls, mitigation, plan,
+                      q, log_eps):
     """The terms of A_p for the foreground pairs ``fg`` [S]: (terms [S, C] = S_rij u_rj scale_p,
-    scale [S], θ [S]). Compensation C_rij = max(1, u_rj / v_p)^q with v_p = e^{θ_p - m_r}
-    (u_rj > v_p <=> σ_rj > max(σ_ri, eps)), dense over [S, C]; 1 on the background column."""
+    scale [S], θ [S]). Compensation C_rij = max(1, u_rj / v_p)^q with v_p = e^{θ_p - o_r} =
+    e^{max(log_pos_p, log eps + gap_p)} (u_rj > v_p <=> σ_rj > max(σ_ri, eps); o_r, log_pos, gap
+    as ``_negative_exponentials``); 1 on the background column. Dense over [S, C]
+    (finding the few entries with C_rij != 1 costs more than one pass); ``plan`` the rate's
+    ``_RatePlan`` or None."""
     rows, cls = sel(pair_row, fg), sel(pair_cls, fg)
-    lse = _row_logsumexp(z, m, total, flat_pos, pair_row)
-    theta = torch.maximum(sel(sel(z.view(-1), flat_pos), fg), sel(lse, rows) + log_eps)
+    log_pos_fg = sel(log_pos, fg)
+    log_v = torch.maximum(log_pos_fg, sel(gap, fg) + log_eps)  # [S] θ_p - o_r
+    theta = sel(sel(z.view(-1), flat_pos), fg) - log_pos_fg + log_v
     u_rows = sel(u, rows)  # [S, C]
     terms, scale = mitigation.rows(cls)  # [S, C] M_ij scale_p
-    if weights is not None:
-        terms.mul_(sel(weights, cls))
+    terms.mul_(u_rows)
+    if plan is not None:
+        terms.mul_(sel(plan.weights, cls))  # (1 - r_ij)^tau
     if q > 0:
-        v = torch.exp(theta - sel(m, rows))  # [S] >= eps e^{max - m}
-        comp = torch.div(u_rows, v[:, None]).clamp_(min=1.0)
+        v = torch.exp(log_v)  # [S]
+        comp = u_rows.div_(v[:, None]).clamp_(min=1.0)  # in u_rows' memory (used above)
         if q != 1:
             comp.pow_(q)
         comp[:, 0] = 1.0
         terms.mul_(comp)
-    return terms.mul_(u_rows), scale, theta
+    return terms, scale, theta
 
 
 class _SeesawPairLoss(torch.autograd.Function):
     """-log σ*_p for the positive pairs p (flat indices ``flat_pos`` into [R, C], row-major,
     split into ``pair_row``, ``pair_cls``); [P]. Differentiable with respect to ``z`` only.
-    ``mitigation`` a ``_Mitigation``, ``weights`` [C, C] (1 - r)^tau or None, ``q``, ``log_eps``.
+    ``mitigation`` a ``_Mitigation``, ``plan`` the rate's ``_RatePlan`` (its weights [C, C] =
+    (1 - r)^tau) or None, ``q``, ``log_eps``.
     """
 
     @staticmethod
-    def forward(ctx, z, positive, flat_pos, pair_row, pair_cls, mitigation, weights, q, log_eps):
-        u, m = _negative_exponentials(z, flat_pos)  # [R, C], [R]
-        total = u.sum(dim=1)  # [R]
+    def forward(ctx, z, positive, flat_pos, pair_row, pair_cls, mitigation, plan, q, log_eps):
+        u, total, log_pos, gap = _negative_exponentials(z, positive, flat_pos, pair_row)
         log_a = sel(torch.log(total), pair_row)  # [P]; background pairs: A_p = Σ_j u_rj
         inv_a = sel(1.0 / total.clamp(min=torch.finfo(z.dtype).tiny), pair_row)
         z_pos = sel(z.view(-1), flat_pos)  # [P] z_ri
@@ -160,33 +154,34 @@ class _SeesawPairLoss(torch.autograd.Function):
         exact = None
         if fg.numel():
             inv_a[fg] = 0.0
-            terms, scale, theta = _foreground_terms(z, u, m, total, flat_pos, pair_row, fg,
-                                                    pair_cls, mitigation, weights, q, log_eps)
+            terms, scale, theta = _foreground_terms(z, u, log_pos, gap, flat_pos, pair_row, fg,
+                                                    pair_cls, mitigation, plan, q, log_eps)
             a_scaled = terms.sum(dim=1)  # [S] A_p scale_p
             log_a[fg] = torch.log(a_scaled) - torch.log(scale)
             inv_scaled = 1.0 / a_scaled
-            low = where(a_scaled < _underflow_limit(z.dtype))
+            # relative to the row's negatives' mass; <=: a row without negatives (0) goes too
+            low = where(a_scaled <= _underflow_limit(z.dtype) * sel(total, sel(pair_row, fg)))
             if low.numel():  # exact recomputation (rare: the largest negative has rate 1)
                 rows, cls = sel(sel(pair_row, fg), low), sel(sel(pair_cls, fg), low)
                 lse_low, norm = _exact_pairs(z, positive, rows, cls, sel(theta, low), mitigation,
-                                             weights, q)
+                                             None if plan is None else plan.weights, q)
                 terms[low] = norm
                 inv_scaled[low] = 1.0
                 exact = (sel(fg, low), lse_low)
             saved = (terms, inv_scaled)
-        a = log_a + (sel(m, pair_row) - z_pos)  # log(D_p / e^{z_ri} - 1)
+        a = log_a.sub_(log_pos)  # log(D_p / e^{z_ri} - 1)
         if exact is not None:
             a[exact[0]] = exact[1] - sel(z_pos, exact[0])
-        ctx.save_for_backward(z, flat_pos, pair_row, a, inv_a, fg, *saved)
+        ctx.save_for_backward(z, positive, flat_pos, pair_row, a, inv_a, fg, *saved)
         ctx.u = u  # reused for the gradient by the first backward (see concurrent_softmax)
         return torch.logaddexp(a, torch.zeros_like(a))  # softplus without its x > 20 cutoff
 
     @staticmethod
     def backward(ctx, grad_loss):
-        z, flat_pos, pair_row, a, inv_a, fg, *saved = ctx.saved_tensors
+        z, positive, flat_pos, pair_row, a, inv_a, fg, *saved = ctx.saved_tensors
         u, ctx.u = ctx.u, None
         if u is None:
-            u, _ = _negative_exponentials(z, flat_pos)
+            u = _negative_exponentials(z, positive, flat_pos, pair_row).u
         coef = grad_loss * torch.sigmoid(a)  # g_p (1 - σ*_p)
         row_coef = torch.zeros(u.shape[0], dtype=u.dtype, device=u.device)
         row_coef.index_add_(0, pair_row, coef * inv_a)  # background pairs: u_rj / A_p
@@ -237,9 +232,9 @@ def seesaw_loss(logits: torch.Tensor, targets: torch.Tensor, class_counts, p: fl
         flat_pos = positive_pairs(positive).to(z.device)  # [P], row-major
         pair_row = torch.div(flat_pos, num_cols, rounding_mode="floor")
         pair_cls = flat_pos - pair_row * num_cols
-        weights = None if rate is None else _rate_plan(rate, tau, dtype, z.device).weights
+        plan = None if rate is None else _rate_plan(rate, tau, dtype, z.device)
         pair_loss = _SeesawPairLoss.apply(z, positive, flat_pos, pair_row, pair_cls,
-                                          _Mitigation(counts, float(p), dtype), weights,
+                                          _Mitigation(counts, float(p), dtype), plan,
                                           float(q), math.log(eps))
         return pair_loss.sum() / max(z.shape[0], 1)  # mean over the R RoIs
 
