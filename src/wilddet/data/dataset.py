@@ -31,9 +31,8 @@ from PIL import Image, UnidentifiedImageError
 
 from wilddet.boxes import norm_to_xyxy_px
 from wilddet.data.cache import BoxCache
+from wilddet.data.image_files import IMAGE_EXTENSIONS, image_path
 from wilddet.errors import InputError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,6 @@ class LoadFailure:
 
     path: str | None
     message: str
-
-
-def image_path(image_dir: Path, image_id: str) -> Path:
-    """``image_dir/<image_id>.jpg`` (or .jpeg / .png if that is what exists)."""
-    path = image_dir / f"{image_id}.jpg"
-    if path.is_file():
-        return path
-    for ext in IMAGE_EXTENSIONS[1:]:
-        other = image_dir / f"{image_id}{ext}"
-        if other.is_file():
-            return other
-    return path
 
 
 def read_image(path: Path) -> torch.Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 
 from wilddet.data import oid_csv
 from wilddet.data.hierarchy import read_hierarchy
+from wilddet.data.image_files import find_image
 from wilddet.data.records import BoxTable, ClassList, rows_by_image
 from wilddet.evaluation.diagnose import ERROR_TYPES, Diagnosis, diagnose
 from wilddet.fileio import atomic_path
@@ -33,7 +34,6 @@ from wilddet.reports.diagnosis_files import (
 )
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 GALLERY_PER_TYPE = 4
 
 
@@ -52,15 +52,6 @@ class DiagnoseInputs:
     def as_json(self) -> dict[str, str | None]:
         return {k: None if v is None else str(Path(v).resolve())
                 for k, v in self.__dict__.items()}
-
-
-def find_image(image_dir: Path, image_id: str) -> Path | None:
-    """``image_dir/<image_id>.jpg`` (or .jpeg / .png), None when there is none."""
-    for ext in IMAGE_EXTENSIONS:
-        path = image_dir / f"{image_id}{ext}"
-        if path.is_file():
-            return path
-    return None
 
 
 def _gallery_rows(d: Diagnosis, annotated: BoxTable, classes: ClassList, image_dir: Path):
@@ -150,5 +141,4 @@ def diagnose_files(inputs: DiagnoseInputs, out_dir: str | Path) -> tuple[ClassLi
     return classes, d
 
 
-__all__ = ["DiagnoseInputs", "compute_diagnosis", "diagnose_files", "find_image",
-           "write_diagnosis"]
+__all__ = ["DiagnoseInputs", "compute_diagnosis", "diagnose_files", "write_diagnosis"]

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wilddet.data.image_files import find_image
 from wilddet.errors import InputError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -30,14 +29,6 @@ class ImageSizes:
     heights: np.ndarray
 
 
-def _find_image(folder: Path, image_id: str) -> Path | None:
-    for ext in IMAGE_EXTENSIONS:
-        path = folder / f"{image_id}{ext}"
-        if path.is_file():
-            return path
-    return None
-
-
 def sizes_from_folder(folder: str | os.PathLike, image_ids) -> ImageSizes:
     """Width and height of ``<folder>/<ImageID>.jpg`` (or .jpeg / .png) from the file header."""
     import imagesize
@@ -47,7 +38,7 @@ def sizes_from_folder(folder: str | os.PathLike, image_ids) -> ImageSizes:
         raise InputError(folder, "image folder not found")
     names, widths, heights = [], [], []
     for image_id in map(str, image_ids):
-        path = _find_image(folder, image_id)
+        path = find_image(folder, image_id)
         if path is None:
             raise InputError(folder / f"{image_id}.jpg", "image file not found (needed for its "
                              "size; or pass --image-sizes SIZES.csv)")

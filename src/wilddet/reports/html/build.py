@@ -259,7 +259,7 @@ def _pr_section(w: _Writer, found: Found) -> str:
 
 
 def _image_src(w: _Writer, image_dir: Path | None, image_id: str, copy: bool) -> str:
-    from wilddet.reports.diagnose_run import find_image
+    from wilddet.data.image_files import find_image
 
     path = None if image_dir is None else find_image(image_dir, image_id)
     if path is None:
