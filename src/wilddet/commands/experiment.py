@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from wilddet.errors import InputError
+from wilddet.studies.arms import LOSS_ARMS, SAMPLER_ARMS
 
 app = typer.Typer(help="Reproduce the paper's ablation studies (resumable).", no_args_is_help=True)
 
@@ -76,6 +77,10 @@ def samplers(
     console.print(f"summary: {result.summary}\nfigure: {result.figure}")
 
 
+def _names(arms) -> str:
+    return ", ".join(arm.name for arm in arms)
+
+
 def _run_study(study: str, config: Path, out: Path, arms: str, seeds: str,
                reference: str | None, replicates: int, overrides: list[str]) -> None:
     from wilddet.studies.ablation import run_ablation, study_plan
@@ -92,9 +97,8 @@ def _run_study(study: str, config: Path, out: Path, arms: str, seeds: str,
 def losses(
     config: Path = typer.Argument(..., help="Training config (TOML or YAML)."),
     out: Path = typer.Option(..., "--out", help="Output folder (resumed if it exists)."),
-    arms: str = typer.Option("", "--arms", help="Comma-separated arms (default all): softmax, "
-                             "softmax_expand, softmax_csm, sigmoid, csm_r0, csm, csm_no_hier, "
-                             "eql, eqlv2, seesaw, seesaw_csm, federated."),
+    arms: str = typer.Option("", "--arms", help="Comma-separated arms (default all): "
+                             f"{_names(LOSS_ARMS)}."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated."),
     reference: str = typer.Option(None, "--reference", help="Arm the paired differences are "
                                   "taken to (default softmax_expand)."),
@@ -112,9 +116,7 @@ def samplers_overfit(
     config: Path = typer.Argument(..., help="Training config (TOML or YAML)."),
     out: Path = typer.Option(..., "--out", help="Output folder (resumed if it exists)."),
     arms: str = typer.Option("", "--arms", help="Comma-separated arms (default all): "
-                             "non_balance, class_aware, class_aware_cyclic, soft_balance_0.25, "
-                             "soft_balance_0.5, soft_balance_0.75, hybrid_nb_first, "
-                             "hybrid_sb_first."),
+                             f"{_names(SAMPLER_ARMS)}."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated."),
     reference: str = typer.Option(None, "--reference", help="Arm the paired differences are "
                                   "taken to (default class_aware)."),
