@@ -54,6 +54,7 @@ def _check_tables(out, arms, reference):
     assert (test_all.low <= test_all.high).all() and (test_all.high <= 1).all()
     diffs = pd.read_csv(out / "group_differences.csv")
     assert list(diffs.columns) == DIFF_COLUMNS and set(diffs.reference) == {reference}
+    _check_seed_spread(diffs, group_ap)
     assert list(pd.read_csv(out / "class_differences.csv").columns) == CLASS_DIFF_COLUMNS
     assert list(pd.read_csv(out / "confident_detections.csv").columns) == CONFIDENT_COLUMNS
     assert list(pd.read_csv(out / "post_hoc.csv").columns) == POST_HOC_COLUMNS
@@ -64,6 +65,27 @@ def _check_tables(out, arms, reference):
             assert (out / "detections" / f"{arm}_s{seed}.csv").is_file()
     assert (out / "figure.png").stat().st_size > 1000
     return (out / "summary.md").read_text()
+
+
+def _check_seed_spread(diffs, group_ap):
+    """Per-seed columns recomputed from group_ap.csv's per-seed test rows: the mean of the
+    seeds' differences is ``diff`` (same classes in every seed), min/max/SD/sign count match."""
+    test = group_ap[(group_ap.split == "test") & (group_ap.seed != "mean")]
+    value = {(r.arm, str(r.seed), r.group): r.map for r in test.itertuples()}
+    checked = 0
+    for r in diffs.itertuples():
+        per_seed = [value[r.arm, s, r.group] - value[r.reference, s, r.group] for s in ("0", "1")]
+        if any(pd.isna(per_seed)):
+            continue
+        mean = sum(per_seed) / 2
+        assert r.diff == pytest.approx(mean, abs=1e-5)
+        assert r.seed_min == pytest.approx(min(per_seed), abs=1e-5)
+        assert r.seed_max == pytest.approx(max(per_seed), abs=1e-5)
+        assert r.seed_sd == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, abs=1e-5)
+        same = sum((d > 0) == (r.diff > 0) and d != 0 for d in per_seed) if r.diff != 0 else 0
+        assert r.seeds_same_sign == same
+        checked += 1
+    assert checked > 0
 
 
 def test_loss_study_end_to_end_and_resumed(tiny_config, tmp_path):

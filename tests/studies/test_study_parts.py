@@ -26,6 +26,9 @@ def test_loss_arms_share_models_and_differ_by_one_switch():
     by_name = {a.name: a for a in LOSS_ARMS}
     assert run_name(by_name["softmax_expand"], LOSS_ARMS) == "softmax"
     assert run_name(by_name["csm_no_hier"], LOSS_ARMS) == "csm"
+    # the seed's Figure 1 grid: csm-train + sm-test scores the csm model with softmax
+    assert run_name(by_name["csm_softmax"], LOSS_ARMS) == "csm"
+    assert by_name["csm_softmax"].test_scores == "softmax" and by_name["csm"].test_scores is None
     assert set(by_name["csm_r0"].train) - set(by_name["csm"].train) == {"model.rate_file="}
     assert by_name["softmax_expand"].expand_detections and not by_name["softmax"].expand_detections
     # selecting a subset names runs after the first selected arm of each model

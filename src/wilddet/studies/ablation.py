@@ -111,12 +111,15 @@ def run_ablation(config: Config, out_dir: str | os.PathLike, plan: StudyPlan, *,
 def _figure(config: Config, out: Path, plan: StudyPlan, data: StudyData,
             count: int = 3) -> Path:
     """``figure.png``: val images richest in the study's classes of interest (the planted cases
-    for losses, tail leaves for samplers), ground truth then up to three arms of the first
-    seed (``STUDY_DEFAULTS[...].figure_arms`` when selected), score >= 0.5."""
+    for losses, tail leaves for samplers), ground truth then the seed's figure layout of the
+    first seed (``STUDY_DEFAULTS[...].figure_arms``: Figure 1 = sm-train+sm-test,
+    sm-train+csm-test, csm-train+sm-test, csm-train+csm-test; Figure 2 = non-balance,
+    class-aware, soft-balance), arms not selected replaced by others; score >= 0.5."""
     from wilddet.studies.common import figure_grid, pick_figure_images
 
     chosen = {a.name for a in plan.arms}
-    shown = [a for a in STUDY_DEFAULTS[plan.study].figure_arms if a in chosen]
+    layout = STUDY_DEFAULTS[plan.study].figure_arms
+    shown = [a for a in layout if a in chosen]
     shown += [a.name for a in plan.arms if a.name not in shown]
     if plan.study == "losses" and data.planted is not None:
         prefer = {label for labels in data.planted.values() for label in labels}
@@ -126,7 +129,7 @@ def _figure(config: Config, out: Path, plan: StudyPlan, data: StudyData,
     images = pick_figure_images(config, prefer, count)
     columns = [("ground truth", None)] + [
         (name.replace("_", " "), out / "detections" / f"{name}_s{plan.seeds[0]}.csv")
-        for name in shown[:3]]
+        for name in shown[:len(layout)]]
     return figure_grid(out / "figure.png", images, columns, config)
 
 
@@ -238,7 +241,7 @@ class StudyDefaults:
 
 STUDY_DEFAULTS = {
     "losses": StudyDefaults(LOSS_ARMS, "softmax_expand", LOSS_POST_HOC, 0,
-                            ("softmax", "softmax_csm", "csm")),
+                            ("softmax", "softmax_csm", "csm_softmax", "csm")),
     "samplers-overfit": StudyDefaults(SAMPLER_ARMS, "class_aware", (), 300,
                                       ("non_balance", "class_aware", "soft_balance_0.5")),
 }

@@ -11,7 +11,10 @@ Files (one row per item, columns fixed):
 
 - ``group_ap.csv``: arm, seed ("mean" = over seeds), split (val / tune / test / train), group,
   classes (with ground truth), map, low, high (intervals on seed "mean" / split test), seed_sd.
-- ``group_differences.csv``: arm, reference, group, classes, diff, low, high (test split).
+- ``group_differences.csv``: arm, reference, group, classes, diff, low, high (test split),
+  then the same difference per seed (each seed's arm model against the reference model of that
+  seed): seed_sd (sample SD over seeds), seed_min, seed_max, seeds_same_sign (how many seeds'
+  differences have the sign of ``diff``; 0 when ``diff`` is 0).
 - ``class_differences.csv``: arm, reference, label, name, groups, train_images (N_c),
   ap_reference, ap_arm, diff, low, high (test split).
 - ``confident_detections.csv``: arm, seed, split, detections (score >= 0.5), scored,
@@ -42,7 +45,8 @@ from wilddet.studies.class_groups import class_groups, frequency_bin_name, group
 
 TAIL_GROUP = frequency_bin_name(1, 10)
 GROUP_AP_COLUMNS = ["arm", "seed", "split", "group", "classes", "map", "low", "high", "seed_sd"]
-DIFF_COLUMNS = ["arm", "reference", "group", "classes", "diff", "low", "high"]
+DIFF_COLUMNS = ["arm", "reference", "group", "classes", "diff", "low", "high", "seed_sd",
+                "seed_min", "seed_max", "seeds_same_sign"]
 CLASS_DIFF_COLUMNS = ["arm", "reference", "label", "name", "groups", "train_images",
                       "ap_reference", "ap_arm", "diff", "low", "high"]
 CONFIDENT_COLUMNS = ["arm", "seed", "split", "detections", "scored", "true_positives",
@@ -107,7 +111,8 @@ def _difference_rows(data, plan, groups, reps, points) -> tuple[list[list], list
                                        groups, plan.level)
         for name, d in diffs.items():
             n = int((groups[name] & ~np.isnan(points[ref])).sum())
-            group_rows.append([arm.name, ref, name, n, d.point[0], d.low[0], d.high[0]])
+            group_rows.append([arm.name, ref, name, n, d.point[0], d.low[0], d.high[0],
+                               *_seed_spread(data, plan, arm.name, groups[name], d.point[0])])
         per_class = paired_class_differences(reps[ref], reps[arm.name], points[ref],
                                              points[arm.name], plan.level)
         for c in np.flatnonzero(~np.isnan(points[ref])):
@@ -116,6 +121,19 @@ def _difference_rows(data, plan, groups, reps, points) -> tuple[list[list], list
                                int(data.images_per_class[c]), points[ref][c], points[arm.name][c],
                                per_class.point[c], per_class.low[c], per_class.high[c]])
     return group_rows, class_rows
+
+
+def _seed_spread(data, plan, arm: str, mask: np.ndarray, diff: float) -> list:
+    """[seed_sd, seed_min, seed_max, seeds_same_sign] of the group's per-seed paired
+    difference (test split): mean AP of ``arm``'s seed-s model minus the reference's seed-s
+    model, over the group's classes."""
+    per_seed = np.asarray([
+        mean_ap(np.asarray(data.scored[arm, s, "test"].result.ap)[mask])
+        - mean_ap(np.asarray(data.scored[plan.reference, s, "test"].result.ap)[mask])
+        for s in plan.seeds])
+    sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
+    same = int((np.sign(per_seed) == np.sign(diff)).sum()) if diff != 0 else 0
+    return [sd, float(per_seed.min()), float(per_seed.max()), same]
 
 
 def _confident_rows(data, plan, groups) -> list[list]:
@@ -207,10 +225,15 @@ def _summary_md(plan, data, groups, group_ap, diffs, confident, post_hoc) -> str
              "Groups: " + ", ".join(f"{g} ({int(groups[g].sum())} classes)" for g in shown), "",
              markdown_table(["arm", *shown], table, "l" + "r" * len(shown))]
     if len(diffs):
-        rows = [[a, *(_with_ci(*diffs[(diffs.arm == a) & (diffs.group == g)]
-                                [["diff", "low", "high"]].iloc[0]) for g in shown)]
+        rows = [[a, *(_diff_cell(diffs[(diffs.arm == a) & (diffs.group == g)].iloc[0],
+                                 len(plan.seeds)) for g in shown)]
                 for a in diffs.arm.unique()]
         lines += ["", f"## Paired difference to `{plan.reference}` (test half)", "",
+                  (f"Each cell: difference of the seed means [{plan.level:.0%} interval over "
+                   "test images]"
+                   + (f", then how many of the {len(plan.seeds)} seeds' own differences share "
+                      "its sign; **bold** when the interval excludes 0 and every seed agrees."
+                      if len(plan.seeds) > 1 else ".")), "",
                   markdown_table(["arm", *shown], rows, "l" + "r" * len(shown))]
     if len(post_hoc):
         lines += ["", ("## Post-hoc choices (tuned on the tuning half, reported on the test "
@@ -232,6 +255,16 @@ def _summary_md(plan, data, groups, group_ap, diffs, confident, post_hoc) -> str
                    "confident_detections.csv, post_hoc.csv, figure.png, per_class/, "
                    "detections/, runs/, study.json (arms, seeds, base config).")]
     return "\n".join(lines) + "\n"
+
+
+def _diff_cell(row, num_seeds: int) -> str:
+    """``+0.024 [0.005, 0.045] 3/3``; bold when the interval excludes 0 and all seeds agree."""
+    text = _with_ci(row["diff"], row["low"], row["high"])
+    if num_seeds < 2 or math.isnan(row["diff"]):
+        return text
+    text += f" {int(row['seeds_same_sign'])}/{num_seeds}"
+    holds = (row["low"] > 0 or row["high"] < 0) and row["seeds_same_sign"] == num_seeds
+    return f"**{text}**" if holds else text
 
 
 def _test_time(arm) -> str:

@@ -14,6 +14,7 @@ long-tail losses on the same detector and data:
     sigmoid          sigmoid BCE on the multi-hot targets (duplicates + ancestors)
     csm_r0           CSM loss with r = 0: only the multi-hot masking; CSM scores
     csm              CSM loss with the analyzer's r; CSM scores
+    csm_softmax      the csm model scored with softmax (the seed's cs_sm)
     csm_no_hier      the csm model scored without test-time hierarchy pairs (post-hoc choice)
     eql, eqlv2, federated   sigmoid-family losses, natural (sigmoid) scores
     seesaw           Seesaw loss, natural (softmax) scores
@@ -64,6 +65,8 @@ LOSS_ARMS: tuple[Arm, ...] = (
     Arm("csm_r0", (*_loss("concurrent_softmax"), "model.rate_file="),
         note="CSM with r = 0 (multi-hot masking only)"),
     Arm("csm", _loss("concurrent_softmax"), note="CSM with the analyzer's r"),
+    Arm("csm_softmax", _loss("concurrent_softmax"), test_scores="softmax",
+        note="csm model, softmax scores"),
     Arm("csm_no_hier", _loss("concurrent_softmax"), csm_test_hierarchy_pairs=False,
         note="csm model, test-time CSM without hierarchy pairs"),
     Arm("eql", _loss("eql"), note="EQL, sigmoid scores"),
